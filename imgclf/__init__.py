@@ -1,0 +1,1 @@
+"""Reproducible image classification: the library behind the DVC stages in stages/."""

@@ -1,0 +1,75 @@
+"""Matplotlib figures for evaluate and report; built with Figure directly (no pyplot state)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from matplotlib.figure import Figure
+
+RIGHT, WRONG = "tab:blue", "tab:red"
+
+
+def confusion_figure(matrix: np.ndarray, class_names: list[str]) -> Figure:
+    """Heatmap of the confusion matrix with counts in the cells."""
+    n = len(class_names)
+    size = max(4.5, 0.55 * n + 2)
+    fig = Figure(figsize=(size, size * 0.9))
+    ax = fig.add_subplot()
+    image = ax.imshow(matrix, cmap="Blues")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    ax.set(xticks=range(n), yticks=range(n), xlabel="predicted", ylabel="actual", title="Confusion matrix")
+    long_names = max(map(len, class_names)) > 2
+    ax.set_xticklabels(class_names, rotation=45 if long_names else 0, ha="right" if long_names else "center")
+    ax.set_yticklabels(class_names)
+    threshold = matrix.max() / 2 if matrix.size else 0
+    for (row, col), count in np.ndenumerate(matrix):
+        ax.text(col, row, str(count), ha="center", va="center", fontsize=8,
+                color="white" if count > threshold else "black")
+    return fig
+
+
+def image_grid_figure(images: np.ndarray, titles: list[str], colors: list[str], ncols: int = 5,
+                      title: str | None = None) -> Figure:
+    """Images in a grid, each with a colored caption; grayscale or RGB, values in [0, 1]."""
+    nrows = max(1, math.ceil(len(images) / ncols))
+    fig = Figure(figsize=(2.1 * ncols, 2.6 * nrows))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, caption, color in zip(axes.flat, images, titles, colors):
+        pixels = image[..., 0] if image.shape[-1] == 1 else image
+        ax.imshow(pixels, cmap="gray" if pixels.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(caption, color=color, fontsize=9)
+    if title:
+        fig.suptitle(title)
+    if not len(images):
+        axes.flat[0].text(0.5, 0.5, "none", ha="center", va="center")
+    fig.tight_layout()
+    return fig
+
+
+def learning_curves_figure(rows: list[dict]) -> Figure:
+    """Loss and accuracy per epoch, training against validation."""
+    fig = Figure(figsize=(10, 3.8))
+    epochs = [row["epoch"] for row in rows]
+    for ax, metric in zip(fig.subplots(1, 2), ("loss", "accuracy")):
+        ax.plot(epochs, [row[metric] for row in rows], label="train", marker=".")
+        ax.plot(epochs, [row[f"val_{metric}"] for row in rows], label="validation", marker=".")
+        ax.set(xlabel="epoch", ylabel=metric, title=metric.capitalize())
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def prediction_captions(y_true: np.ndarray, probs: np.ndarray, class_names: list[str]) -> tuple[list[str], list[str]]:
+    """'pred (p)' captions, blue when right and red when wrong (with the true class)."""
+    titles, colors = [], []
+    for label, row in zip(y_true, probs):
+        pred = int(row.argmax())
+        right = pred == label
+        text = f"{class_names[pred]} ({row[pred]:.2f})"
+        titles.append(text if right else f"{text}\ntrue: {class_names[label]}")
+        colors.append(RIGHT if right else WRONG)
+    return titles, colors

@@ -1,0 +1,58 @@
+"""Classify image files with the trained model: python -m imgclf.predict photo.png [...]."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from imgclf import layout
+from imgclf.artifacts import read_json, write_json
+from imgclf.errors import PipelineError, run_stage
+from imgclf.images import load_image
+
+
+def top_classes(probs: np.ndarray, class_names: list[str], k: int) -> list[tuple[str, float]]:
+    """The k most probable classes with their probabilities, best first."""
+    order = np.argsort(-probs, kind="stable")[:k]
+    return [(class_names[i], float(probs[i])) for i in order]
+
+
+def predict_files(model, info: dict, paths: list[str], k: int) -> dict[str, list[tuple[str, float]]]:
+    """Top-k classes for each image file, prepared exactly as the training images were."""
+    height, width, channels = info["input_shape"]
+    batch = np.stack([load_image(p, (height, width), channels) for p in paths])
+    probs = model.predict(batch, verbose=0)
+    return {path: top_classes(row, info["class_names"], k) for path, row in zip(paths, probs)}
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m imgclf.predict", description=__doc__)
+    parser.add_argument("images", nargs="+", help="PNG or JPEG files to classify")
+    parser.add_argument("--model", type=Path, default=layout.MODEL, help="trained .keras model (default: %(default)s)")
+    parser.add_argument("--top", type=int, default=3, help="how many classes to print per image (default: 3)")
+    parser.add_argument("--json", type=Path, help="also write the answers to this JSON file")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parse_args(argv)
+    info_path = args.model.with_suffix(".json")
+    if not args.model.exists() or not info_path.exists():
+        raise PipelineError(f"no trained model at {args.model} (and {info_path}); run `dvc repro` first")
+    if args.top < 1:
+        raise PipelineError(f"--top must be at least 1, got {args.top}")
+    import keras  # after the checks: importing TensorFlow takes seconds
+
+    model = keras.models.load_model(args.model, safe_mode=True)
+    answers = predict_files(model, read_json(info_path), args.images, args.top)
+    for path, ranked in answers.items():
+        print(f"{path}: " + ", ".join(f"{name} ({p:.3f})" for name, p in ranked))
+    if args.json:
+        write_json(args.json, {path: [{"class": n, "probability": p} for n, p in r] for path, r in answers.items()})
+
+
+if __name__ == "__main__":
+    run_stage(lambda: main(sys.argv[1:]))

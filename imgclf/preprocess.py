@@ -1,0 +1,63 @@
+"""Decode a raw dataset into arrays: images H x W x C float32 in [0, 1], integer labels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from imgclf.artifacts import read_arrays
+from imgclf.datasets import DatasetSpec
+from imgclf.errors import PipelineError
+from imgclf.idx import read_idx
+
+
+def load_bundled_digits() -> dict[str, np.ndarray]:
+    """scikit-learn's 8x8 digits (values 0..16) as raw arrays."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    return {"images": bunch.images.astype(np.uint8), "labels": bunch.target.astype(np.int64)}
+
+
+def load_raw(spec: DatasetSpec, raw_dir: Path) -> dict[str, np.ndarray]:
+    """Raw images and labels of `spec` from data/raw; the source's own test split when it has one."""
+    if spec.bundled:
+        raw = read_arrays(raw_dir / f"{spec.name}.npz")
+        return {"x_train": raw["images"], "y_train": raw["labels"]}
+    arrays = {}
+    for key, name in zip(("x_train", "y_train", "x_test", "y_test"), (f.name for f in spec.files)):
+        arrays[key] = read_idx(raw_dir / name)
+    return arrays
+
+
+def prepare_arrays(spec: DatasetSpec, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Check and normalize raw arrays; class names travel with the data."""
+    out = {"class_names": np.array(spec.class_names)}
+    for part in ("train", "test"):
+        if f"x_{part}" not in raw:
+            continue
+        images, labels = raw[f"x_{part}"], raw[f"y_{part}"]
+        _check_pair(images, labels, len(spec.class_names), part)
+        out[f"x_{part}"] = normalize(images, spec.max_value)
+        out[f"y_{part}"] = labels.astype(np.int64)
+    return out
+
+
+def normalize(images: np.ndarray, max_value: float) -> np.ndarray:
+    """Min-max scale by the format's maximum to [0, 1]; add a channel axis to grayscale."""
+    scaled = images.astype(np.float32) / np.float32(max_value)
+    return scaled[..., np.newaxis] if scaled.ndim == 3 else scaled
+
+
+def _check_pair(images: np.ndarray, labels: np.ndarray, n_classes: int, part: str) -> None:
+    if images.ndim not in (3, 4) or labels.ndim != 1:
+        raise PipelineError(
+            f"{part} images must be N x H x W[x C] and labels N, got {images.shape} and {labels.shape}"
+        )
+    if len(images) != len(labels):
+        raise PipelineError(
+            f"{part} split has {len(images)} images but {len(labels)} labels: the raw files do not belong together"
+        )
+    if len(labels) and (labels.min() < 0 or labels.max() >= n_classes):
+        raise PipelineError(f"{part} labels must lie in 0..{n_classes - 1}, found {labels.min()}..{labels.max()}")

@@ -1,0 +1,65 @@
+"""MLflow tracking: where runs are stored and what every run is tagged with."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import mlflow
+
+LOCAL_DB = "mlflow.db"
+LOCAL_ARTIFACTS = "mlartifacts"
+
+
+def project_root() -> Path:
+    """The real project root: DVC sets DVC_ROOT for stage commands, also in --temp/--queue copies."""
+    return Path(os.environ.get("DVC_ROOT") or Path.cwd()).resolve()
+
+
+def tracking_uri(root: Path) -> str:
+    """MLFLOW_TRACKING_URI when set (a shared server), else the project's sqlite store."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root / LOCAL_DB}"
+
+
+def use_experiment(name: str) -> str:
+    """Point MLflow at the project's store and return the id of experiment `name`, creating it."""
+    root = project_root()
+    uri = tracking_uri(root)
+    mlflow.set_tracking_uri(uri)
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    # Pin artifacts to the real root: a default relative location would land inside
+    # the temporary copy of `dvc exp run --temp` and vanish with it.
+    location = (root / LOCAL_ARTIFACTS).as_uri() if uri.startswith("sqlite:") else None
+    return mlflow.create_experiment(name, artifact_location=location)
+
+
+def use_store() -> None:
+    """Point MLflow at the project's store (for stages that resume an existing run)."""
+    mlflow.set_tracking_uri(tracking_uri(project_root()))
+
+
+def run_tags(dataset: str, device: str, framework_version: str) -> dict[str, str]:
+    """Tags every training run carries: commit, DVC experiment, device, framework, dataset."""
+    tags = {
+        "mlflow.source.git.commit": git_commit(project_root()),
+        "device": device,
+        "tensorflow.version": framework_version,
+        "dataset": dataset,
+    }
+    if exp_name := os.environ.get("DVC_EXP_NAME"):
+        tags["dvc.exp_name"] = exp_name
+    return tags
+
+
+def git_commit(root: Path) -> str:
+    """The commit the run starts from (DVC's experiment baseline when set)."""
+    if baseline := os.environ.get("DVC_EXP_BASELINE_REV"):
+        return baseline
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"

@@ -1,0 +1,48 @@
+"""Stage evaluate: test metrics, classification report and confusion matrix as DVC metrics and plots."""
+
+import keras
+import mlflow
+
+from imgclf import layout, tracking
+from imgclf.artifacts import read_arrays, read_json, save_figure, write_arrays, write_json
+from imgclf.errors import run_stage
+from imgclf.metrics import confident_mistakes, confusion, confusion_records, per_class_report, summary_metrics
+from imgclf.plots import confusion_figure, image_grid_figure, prediction_captions
+
+MISTAKES_SHOWN = 25
+
+
+def main() -> None:
+    info = read_json(layout.MODEL_INFO)
+    test = read_arrays(layout.split_file("test"))
+    class_names = test["class_names"].tolist()
+    model = keras.models.load_model(layout.MODEL, safe_mode=True)
+    probs = model.predict(test["x"], batch_size=256, verbose=0)
+    y_true, y_pred = test["y"], probs.argmax(axis=1)
+
+    summary = summary_metrics(y_true, probs)
+    report = per_class_report(y_true, y_pred, class_names)
+    matrix = confusion(y_true, y_pred, len(class_names))
+    mistakes = confident_mistakes(y_true, probs, MISTAKES_SHOWN)
+    titles, colors = prediction_captions(y_true[mistakes], probs[mistakes], class_names)
+
+    write_json(layout.EVAL_METRICS, summary)
+    write_json(layout.CLASS_REPORT, report)
+    write_json(layout.CONFUSION, confusion_records(y_true, y_pred, class_names))
+    write_arrays(layout.PREDICTIONS, probs=probs, y=y_true)
+    save_figure(layout.CONFUSION_PNG, confusion_figure(matrix, class_names))
+    save_figure(layout.MISTAKES_PNG, image_grid_figure(test["x"][mistakes], titles, colors,
+                                                       title="Most confident mistakes"))
+
+    tracking.use_store()
+    with mlflow.start_run(run_id=info["mlflow_run_id"]):
+        mlflow.log_metrics({f"test_{k}": v for k, v in summary.items()})
+        mlflow.log_dict(report, "evaluation/classification_report.json")
+        mlflow.log_dict({"labels": class_names, "matrix": matrix.tolist()}, "evaluation/confusion_matrix.json")
+        for path in (layout.CONFUSION_PNG, layout.MISTAKES_PNG):
+            mlflow.log_artifact(str(path), "evaluation")
+    print(f"evaluate: {summary}")
+
+
+if __name__ == "__main__":
+    run_stage(main)

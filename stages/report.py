@@ -1,0 +1,39 @@
+"""Stage report: render reports/report.html (self-contained) and its Markdown twin."""
+
+from imgclf import layout
+from imgclf.artifacts import atomic_dir, read_arrays, read_json, save_figure, write_text
+from imgclf.errors import run_stage
+from imgclf.history import read_history
+from imgclf.metrics import confident_mistakes
+from imgclf.params import flatten, load_params
+from imgclf.plots import image_grid_figure, learning_curves_figure, prediction_captions
+from imgclf.report import build_context, render_html, render_markdown
+
+GRID = 25
+MISTAKE_ROWS = 10
+
+
+def main() -> None:
+    params = flatten(load_params(layout.PARAMS))
+    test, predictions = read_arrays(layout.split_file("test")), read_arrays(layout.PREDICTIONS)
+    class_names, probs, y = test["class_names"].tolist(), predictions["probs"], predictions["y"]
+    mistakes = [
+        {"index": int(i), "true": class_names[y[i]], "predicted": class_names[probs[i].argmax()],
+         "confidence": float(probs[i].max())}
+        for i in confident_mistakes(y, probs, MISTAKE_ROWS)
+    ]
+    with atomic_dir(layout.REPORT_DIR) as out:
+        save_figure(out / "learning_curves.png", learning_curves_figure(read_history(layout.HISTORY)))
+        titles, colors = prediction_captions(y[:GRID], probs[:GRID], class_names)
+        save_figure(out / "predictions.png", image_grid_figure(test["x"][:GRID], titles, colors))
+        images = {"curves": out / "learning_curves.png", "predictions": out / "predictions.png",
+                  "confusion": layout.CONFUSION_PNG, "mistakes": layout.MISTAKES_PNG}
+        context = build_context(params, read_json(layout.SPLIT_METRICS), read_json(layout.TRAIN_METRICS),
+                                read_json(layout.EVAL_METRICS), read_json(layout.CLASS_REPORT), mistakes, images)
+        write_text(out / "report.html", render_html(context))
+        write_text(out / "report.md", render_markdown(context, relative_to=out))
+    print(f"report: {layout.REPORT_DIR / 'report.html'}, {layout.REPORT_DIR / 'report.md'}")
+
+
+if __name__ == "__main__":
+    run_stage(main)

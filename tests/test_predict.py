@@ -1,0 +1,70 @@
+import json
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from imgclf.errors import PipelineError
+from imgclf.images import load_image
+from imgclf.predict import main, predict_files, top_classes
+
+
+def test_top_classes_are_ranked():
+    ranked = top_classes(np.array([0.1, 0.6, 0.3]), ["a", "b", "c"], 2)
+    assert [name for name, _ in ranked] == ["b", "c"]
+    assert ranked[0][1] == pytest.approx(0.6)
+
+
+def test_load_image_converts_mode_and_size(tmp_path):
+    rgba = np.zeros((30, 20, 4), np.uint8)
+    rgba[..., 0] = 255
+    rgba[..., 3] = 255
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "red.png")
+    gray = load_image(tmp_path / "red.png", (8, 8), channels=1)
+    assert gray.shape == (8, 8, 1) and gray.dtype == np.float32
+    assert gray.max() <= 1.0 and gray.mean() == pytest.approx(76 / 255, abs=0.01)  # ITU-R 601 luma of red
+    rgb = load_image(tmp_path / "red.png", (5, 7), channels=3)
+    assert rgb.shape == (5, 7, 3) and rgb[..., 0].min() == 1.0
+
+
+def test_unreadable_image_is_a_clear_error(tmp_path):
+    (tmp_path / "notes.png").write_text("not an image")
+    with pytest.raises(PipelineError, match="cannot read .*notes.png"):
+        load_image(tmp_path / "notes.png", (8, 8), 1)
+
+
+def _tiny_model(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(3, "softmax")])
+    model.save(tmp_path / "model.keras")
+    info = {"class_names": ["cat", "dog", "eel"], "input_shape": [4, 4, 1]}
+    (tmp_path / "model.json").write_text(json.dumps(info))
+    return model, info
+
+
+def test_predict_prepares_files_as_training_did(tmp_path):
+    model, info = _tiny_model(tmp_path)
+    pixels = np.random.default_rng(2).integers(0, 256, (4, 4), dtype=np.uint8)
+    Image.fromarray(pixels, "L").save(tmp_path / "x.png")
+    answers = predict_files(model, info, [str(tmp_path / "x.png")], k=3)
+    direct = model.predict((pixels / 255.0).astype(np.float32)[None, ..., None], verbose=0)[0]
+    ranked = answers[str(tmp_path / "x.png")]
+    assert [name for name, _ in ranked] == [info["class_names"][i] for i in np.argsort(-direct)]
+    assert [p for _, p in ranked] == pytest.approx(sorted(direct, reverse=True), abs=1e-6)
+
+
+def test_cli_prints_and_writes_json(tmp_path, capsys):
+    _tiny_model(tmp_path)
+    Image.fromarray(np.zeros((9, 9), np.uint8)).save(tmp_path / "a.png")
+    main([str(tmp_path / "a.png"), "--model", str(tmp_path / "model.keras"), "--top", "2",
+          "--json", str(tmp_path / "out.json")])
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"{tmp_path / 'a.png'}: ") and line.count("(") == 2
+    answers = json.loads((tmp_path / "out.json").read_text())
+    assert len(answers[str(tmp_path / "a.png")]) == 2
+
+
+def test_cli_without_a_trained_model_says_to_run_the_pipeline(tmp_path):
+    with pytest.raises(PipelineError, match="dvc repro"):
+        main(["x.png", "--model", str(tmp_path / "model.keras")])

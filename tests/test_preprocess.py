@@ -1,0 +1,45 @@
+import numpy as np
+import pytest
+
+from imgclf.datasets import get_dataset
+from imgclf.errors import PipelineError
+from imgclf.preprocess import load_bundled_digits, normalize, prepare_arrays
+
+
+def test_normalize_scales_by_the_format_maximum_and_adds_a_channel():
+    images = np.array([[[0, 8], [16, 4]]], dtype=np.uint8)
+    out = normalize(images, 16.0)
+    assert out.shape == (1, 2, 2, 1) and out.dtype == np.float32
+    np.testing.assert_allclose(out[0, :, :, 0], [[0, 0.5], [1, 0.25]])
+
+
+def test_digits_are_bundled_and_prepared_to_unit_range():
+    spec = get_dataset("digits")
+    raw = load_bundled_digits()
+    data = prepare_arrays(spec, {"x_train": raw["images"], "y_train": raw["labels"]})
+    assert data["x_train"].shape == (1797, 8, 8, 1)
+    assert data["x_train"].min() == 0.0 and data["x_train"].max() == 1.0
+    assert data["class_names"].tolist() == [str(d) for d in range(10)]
+    assert "x_test" not in data
+
+
+def test_fashion_class_names_travel_with_the_data():
+    spec = get_dataset("fashion_mnist")
+    images = np.zeros((3, 28, 28), np.uint8)
+    data = prepare_arrays(spec, {"x_train": images, "y_train": np.array([0, 5, 9]),
+                                 "x_test": images, "y_test": np.array([1, 2, 3])})
+    assert data["class_names"][0] == "T-shirt/top" and data["class_names"][9] == "Ankle boot"
+    assert data["y_test"].dtype == np.int64
+
+
+@pytest.mark.parametrize(
+    ("images", "labels", "message"),
+    [
+        (np.zeros((3, 8, 8)), np.array([0, 1]), "3 images but 2 labels"),
+        (np.zeros((2, 8, 8)), np.array([0, 10]), "labels must lie in 0..9"),
+        (np.zeros((2, 64)), np.array([0, 1]), "N x H x W"),
+    ],
+)
+def test_inconsistent_raw_arrays_are_rejected(images, labels, message):
+    with pytest.raises(PipelineError, match=message):
+        prepare_arrays(get_dataset("digits"), {"x_train": images, "y_train": labels})

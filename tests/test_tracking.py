@@ -1,0 +1,64 @@
+import mlflow
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from imgclf import tracking
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """A project root that DVC names through DVC_ROOT while the stage runs elsewhere (--temp)."""
+    root, elsewhere = tmp_path / "root", tmp_path / "copy"
+    root.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    monkeypatch.setenv("DVC_ROOT", str(root))
+    monkeypatch.chdir(elsewhere)
+    yield root
+    mlflow.set_tracking_uri(None)
+
+
+def test_store_and_artifacts_live_at_the_real_root(project):
+    experiment_id = tracking.use_experiment("lesson")
+    assert mlflow.get_tracking_uri() == f"sqlite:///{project / 'mlflow.db'}"
+    experiment = mlflow.get_experiment(experiment_id)
+    assert experiment.artifact_location == (project / "mlartifacts").as_uri()
+    assert tracking.use_experiment("lesson") == experiment_id
+    assert (project / "mlflow.db").exists()
+
+
+def test_tracking_uri_from_environment_wins(project, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
+    assert tracking.tracking_uri(project) == "http://127.0.0.1:5999"
+
+
+def test_tags_name_the_dvc_experiment_and_the_device(project, monkeypatch):
+    monkeypatch.setenv("DVC_EXP_NAME", "lr-sweep-1")
+    monkeypatch.setenv("DVC_EXP_BASELINE_REV", "abc123")
+    tags = tracking.run_tags("digits", "CPU", "2.x")
+    assert tags == {"mlflow.source.git.commit": "abc123", "device": "CPU", "tensorflow.version": "2.x",
+                    "dataset": "digits", "dvc.exp_name": "lr-sweep-1"}
+
+
+def test_a_failed_training_run_is_marked_failed(project, monkeypatch):
+    from imgclf import layout
+    from imgclf.artifacts import write_arrays
+    from stages import train
+
+    (project.parent / "copy" / "params.yaml").write_text("train:\n  epochs: 1\n")
+    for name in ("train", "val"):
+        write_arrays(layout.split_file(name), x=np.zeros((4, 2, 2, 1), np.float32), y=np.array([0, 1, 0, 1]),
+                     class_names=np.array(["a", "b"]))
+
+    def broken_fit(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(train, "fit_model", broken_fit)
+    with pytest.raises(RuntimeError):
+        train.main()
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("image-classifier").experiment_id])
+    assert [r.info.status for r in runs] == ["FAILED"]
+    assert not layout.MODEL.exists()
