@@ -36,9 +36,14 @@ def use_experiment(name: str) -> str:
     return mlflow.create_experiment(name, artifact_location=location)
 
 
-def use_store() -> None:
-    """Point MLflow at the project's store (for stages that resume an existing run)."""
+def find_run(run_id: str) -> bool:
+    """Point MLflow at the project's store; say whether it holds run `run_id` (to resume it)."""
     mlflow.set_tracking_uri(tracking_uri(project_root()))
+    try:
+        mlflow.get_run(run_id)
+    except mlflow.exceptions.MlflowException:
+        return False
+    return True
 
 
 def run_tags(dataset: str, device: str, framework_version: str) -> dict[str, str]:

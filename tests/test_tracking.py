@@ -62,3 +62,11 @@ def test_a_failed_training_run_is_marked_failed(project, monkeypatch):
     runs = client.search_runs([client.get_experiment_by_name("image-classifier").experiment_id])
     assert [r.info.status for r in runs] == ["FAILED"]
     assert not layout.MODEL.exists()
+
+
+def test_find_run_tells_whether_the_store_holds_the_run(project):
+    experiment_id = tracking.use_experiment("lesson")
+    with mlflow.start_run(experiment_id=experiment_id) as run:
+        pass
+    assert tracking.find_run(run.info.run_id)
+    assert not tracking.find_run("0" * 32)
