@@ -1,4 +1,4 @@
-"""Per-epoch training history: rows of the DVC plot plots/history.csv and its final metrics."""
+"""Per-epoch training history: rows of the DVC plot plots/history.csv."""
 
 from __future__ import annotations
 
@@ -6,18 +6,25 @@ import csv
 import io
 from pathlib import Path
 
-HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
+HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
 
 
-def final_metrics(rows: list[dict]) -> dict:
-    """Last epoch's values, for metrics/train.json."""
-    last = rows[-1]
-    return {"epochs_run": last["epoch"], **{k: round(last[k], 6) for k in HISTORY_COLUMNS[1:]}}
+def history_rows(history: dict[str, list]) -> list[dict]:
+    """Keras History.history as one row per epoch (epoch counted from 1)."""
+    keys = [k for k in HISTORY_COLUMNS[1:] if k in history]
+    return [{"epoch": i + 1, **{k: float(history[k][i]) for k in keys}} for i in range(len(history["loss"]))]
+
+
+def best_epoch(rows: list[dict], monitor: str) -> int:
+    """The epoch with the best `monitor` value (highest for accuracies, lowest for losses)."""
+    sign = -1 if "accuracy" in monitor else 1
+    return min(rows, key=lambda row: (sign * row[monitor], row["epoch"]))["epoch"]
 
 
 def rows_to_csv(rows: list[dict]) -> str:
-    lines = [",".join(HISTORY_COLUMNS)]
-    lines += [",".join(str(row[c]) if c == "epoch" else f"{row[c]:.6f}" for c in HISTORY_COLUMNS) for row in rows]
+    columns = [c for c in HISTORY_COLUMNS if c in rows[0]]
+    lines = [",".join(columns)]
+    lines += [",".join(str(row[c]) if c == "epoch" else f"{row[c]:.6g}" for c in columns) for row in rows]
     return "\n".join(lines) + "\n"
 
 

@@ -12,6 +12,7 @@ MODEL = Path("models/model.keras")
 MODEL_INFO = Path("models/model.json")
 TRAIN_METRICS = Path("metrics/train.json")
 HISTORY = Path("plots/history.csv")
+AUGMENTATION_PNG = Path("plots/augmentation.png")
 
 EVAL_METRICS = Path("metrics/eval.json")
 CLASS_REPORT = Path("metrics/classification_report.json")

@@ -14,12 +14,18 @@ import yaml
 from imgclf.errors import PipelineError
 
 DatasetName = Literal["digits", "mnist", "fashion_mnist"]
-Activation = Literal["relu", "leaky_relu", "tanh", "sigmoid"]
-Optimizer = Literal["sgd", "adam", "rmsprop", "adagrad"]
+ModelKind = Literal["mlp", "logreg"]
+Activation = Literal["relu", "leaky_relu", "elu", "gelu", "tanh", "sigmoid"]
+Optimizer = Literal["sgd", "adam", "adamw", "rmsprop", "adagrad"]
+Schedule = Literal["constant", "exponential", "cosine"]
+Monitor = Literal["val_loss", "val_accuracy", "loss", "accuracy"]
 
 
 class ParamsError(PipelineError):
     """params.yaml names an unknown key or holds an invalid value."""
+
+
+_WRONG_TYPE = object()
 
 
 def _check(predicate, allowed: str) -> dict:
@@ -30,7 +36,8 @@ def _check(predicate, allowed: str) -> dict:
 @dataclass(frozen=True)
 class DataParams:
     dataset: DatasetName = "digits"
-    mirror: str | None = None
+    mirror: str | None = field(default=None, metadata=_check(lambda v: v is None or bool(v),
+                                                              "a base URL or a folder path, or null"))
 
 
 @dataclass(frozen=True)
@@ -39,17 +46,87 @@ class SplitParams:
     test_fraction: float = field(default=0.2, metadata=_check(lambda v: 0 < v < 1, "a number between 0 and 1"))
 
 
+_FRACTION = _check(lambda v: 0 <= v < 1, "a number in [0, 1); 0 turns it off")
+_PATIENCE = _check(lambda v: v >= 0, "an integer >= 0")
+
+
+@dataclass(frozen=True)
+class AugmentationParams:
+    """Random transforms of training images only; 0 or false turns one off."""
+
+    rotation: float = field(default=0.0, metadata=_check(lambda v: 0 <= v <= 180, "degrees in [0, 180]"))
+    zoom: float = field(default=0.0, metadata=_FRACTION)
+    shift: float = field(default=0.0, metadata=_FRACTION)
+    flip: bool = False  # a flipped digit is another digit
+    contrast: float = field(default=0.0, metadata=_FRACTION)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.rotation or self.zoom or self.shift or self.flip or self.contrast)
+
+
+@dataclass(frozen=True)
+class EarlyStoppingParams:
+    enabled: bool = False
+    monitor: Monitor = "val_loss"
+    patience: int = field(default=5, metadata=_PATIENCE)
+    min_delta: float = field(default=0.0, metadata=_check(lambda v: v >= 0, "a number >= 0"))
+    restore_best_weights: bool = True
+
+
+@dataclass(frozen=True)
+class CheckpointParams:
+    enabled: bool = False
+    monitor: Monitor = "val_loss"
+
+
+@dataclass(frozen=True)
+class ReduceLrParams:
+    enabled: bool = False
+    monitor: Monitor = "val_loss"
+    factor: float = field(default=0.5, metadata=_check(lambda v: 0 < v < 1, "a number between 0 and 1"))
+    patience: int = field(default=3, metadata=_PATIENCE)
+    min_lr: float = field(default=1e-6, metadata=_check(lambda v: v >= 0, "a number >= 0"))
+
+
+@dataclass(frozen=True)
+class CallbackParams:
+    early_stopping: EarlyStoppingParams = EarlyStoppingParams()
+    checkpoint: CheckpointParams = CheckpointParams()
+    reduce_lr: ReduceLrParams = ReduceLrParams()
+
+
+@dataclass(frozen=True)
+class LogregParams:
+    max_iter: int = field(default=200, metadata=_check(lambda v: v >= 1, "an integer >= 1"))
+    C: float = field(default=1.0, metadata=_check(lambda v: v > 0, "a number > 0"))
+
+
 @dataclass(frozen=True)
 class TrainParams:
+    model: ModelKind = "mlp"
     hidden_units: tuple[int, ...] = field(
         default=(128,), metadata=_check(lambda v: all(u > 0 for u in v), "a list of positive integers")
     )
     activation: Activation = "relu"
+    leaky_relu_alpha: float = field(default=0.1, metadata=_check(lambda v: 0 <= v < 1, "a number in [0, 1)"))
+    dropout: float = field(default=0.0, metadata=_FRACTION)
+    l2: float = field(default=0.0, metadata=_check(lambda v: v >= 0, "a number >= 0; 0 turns it off"))
+    labels: Literal["sparse", "one_hot"] = "sparse"
     optimizer: Optimizer = "adam"
     learning_rate: float = field(default=0.001, metadata=_check(lambda v: v > 0, "a number > 0"))
     momentum: float = field(default=0.0, metadata=_check(lambda v: 0 <= v < 1, "a number in [0, 1)"))
-    batch_size: int = field(default=32, metadata=_check(lambda v: v >= 1, "an integer >= 1"))
+    nesterov: bool = False
+    lr_schedule: Schedule = "constant"
+    lr_decay_rate: float = field(default=0.9, metadata=_check(lambda v: 0 < v <= 1, "a number in (0, 1]"))
+    batch_size: int | Literal["full"] = field(
+        default=32, metadata=_check(lambda v: v == "full" or v >= 1, "an integer >= 1, or full")
+    )
     epochs: int = field(default=30, metadata=_check(lambda v: v >= 1, "an integer >= 1"))
+    class_weight: Literal["none", "balanced"] = "none"
+    augmentation: AugmentationParams = AugmentationParams()
+    callbacks: CallbackParams = CallbackParams()
+    logreg: LogregParams = LogregParams()
 
 
 @dataclass(frozen=True)
@@ -79,7 +156,18 @@ def load_params(path: str | Path = "params.yaml") -> Params:
 
 def parse_params(raw: dict[str, Any]) -> Params:
     """Build Params from a plain dict (the parsed YAML)."""
-    return _build(Params, raw, "")
+    params = _build(Params, raw, "")
+    _check_combinations(params)
+    return params
+
+
+def _check_combinations(params: Params) -> None:
+    train = params.train
+    if train.callbacks.reduce_lr.enabled and train.lr_schedule != "constant":
+        raise ParamsError(
+            f"train.callbacks.reduce_lr.enabled = true needs train.lr_schedule = constant "
+            f"(got {train.lr_schedule}): a schedule already sets the learning rate; use one or the other"
+        )
 
 
 def to_dict(params: Params) -> dict[str, Any]:
@@ -116,10 +204,15 @@ def _build(cls: type, raw: Any, prefix: str):
     values = {}
     for name, value in raw.items():
         key = f"{prefix}{name}"
-        values[name] = _convert(hints[name], value, key)
-        check = fields[name].metadata.get("check")
-        if check is not None and not check(values[name]):
-            raise ParamsError(f"{key} = {value!r} is invalid; allowed: {fields[name].metadata['allowed']}")
+        check, allowed = fields[name].metadata.get("check"), fields[name].metadata.get("allowed")
+        try:
+            values[name] = _convert(hints[name], value, key)
+        except ParamsError:
+            if allowed is None:
+                raise
+            values[name] = _WRONG_TYPE  # reported below in the field's own words
+        if check is not None and (values[name] is _WRONG_TYPE or not check(values[name])):
+            raise ParamsError(f"{key} = {value!r} is invalid; allowed: {allowed}")
     return cls(**values)
 
 
@@ -136,8 +229,12 @@ def _convert(hint: Any, value: Any, key: str):
         options = typing.get_args(hint)
         if value is None and type(None) in options:
             return None
-        (inner,) = [o for o in options if o is not type(None)]
-        return _convert(inner, value, key)
+        for option in (o for o in options if o is not type(None)):
+            try:
+                return _convert(option, value, key)
+            except ParamsError:
+                pass
+        raise ParamsError(f"{key} = {value!r} has none of the types {hint}")
     if origin is tuple:
         if not isinstance(value, list) or not value:
             raise ParamsError(f"{key} = {value!r} is invalid; allowed: a non-empty list, e.g. [128, 64]")

@@ -49,16 +49,32 @@ def image_grid_figure(images: np.ndarray, titles: list[str], colors: list[str], 
     return fig
 
 
+def augmentation_figure(grid: np.ndarray) -> Figure:
+    """One row per training image: the original, then its augmented versions."""
+    n, versions = grid.shape[:2]
+    titles = ["original" if v == 0 else "augmented" for _ in range(n) for v in range(versions)]
+    title = "Training samples as the network sees them" if versions > 1 else "Training samples (augmentation off)"
+    images = grid.reshape(-1, *grid.shape[2:])
+    return image_grid_figure(images, titles, ["black"] * len(titles), ncols=versions if versions > 1 else n,
+                             title=title)
+
+
 def learning_curves_figure(rows: list[dict]) -> Figure:
-    """Loss and accuracy per epoch, training against validation."""
-    fig = Figure(figsize=(10, 3.8))
+    """Loss and accuracy per epoch, training against validation; the learning rate when logged."""
+    with_lr = "learning_rate" in rows[0]
+    fig = Figure(figsize=(15 if with_lr else 10, 3.8))
+    axes = fig.subplots(1, 3 if with_lr else 2)
     epochs = [row["epoch"] for row in rows]
-    for ax, metric in zip(fig.subplots(1, 2), ("loss", "accuracy")):
+    for ax, metric in zip(axes, ("loss", "accuracy")):
         ax.plot(epochs, [row[metric] for row in rows], label="train", marker=".")
         ax.plot(epochs, [row[f"val_{metric}"] for row in rows], label="validation", marker=".")
         ax.set(xlabel="epoch", ylabel=metric, title=metric.capitalize())
         ax.grid(alpha=0.3)
         ax.legend()
+    if with_lr:
+        axes[2].plot(epochs, [row["learning_rate"] for row in rows], marker=".", color="tab:green")
+        axes[2].set(xlabel="epoch", ylabel="learning rate", title="Learning rate", yscale="log")
+        axes[2].grid(alpha=0.3)
     fig.tight_layout()
     return fig
 

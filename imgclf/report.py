@@ -18,15 +18,17 @@ _ENV = jinja2.Environment(
 
 
 def build_context(params: dict, split: dict, train: dict, evaluation: dict, classes: dict,
-                  mistakes: list[dict], images: dict[str, Path]) -> dict:
+                  class_weights: dict[str, float] | None, mistakes: list[dict], images: dict[str, Path]) -> dict:
     """Everything the templates show; `images` maps a figure's role to its PNG file."""
     return {
         "dataset": params["data.dataset"],
+        "model": params["train.model"],
         "params": params,
         "split": {k: v for k, v in split.items() if k != "per_class"},
         "train": train,
         "evaluation": evaluation,
         "classes": classes,
+        "class_weights": class_weights,
         "mistakes": mistakes,
         "images": images,
     }

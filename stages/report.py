@@ -27,9 +27,11 @@ def main() -> None:
         titles, colors = prediction_captions(y[:GRID], probs[:GRID], class_names)
         save_figure(out / "predictions.png", image_grid_figure(test["x"][:GRID], titles, colors))
         images = {"curves": out / "learning_curves.png", "predictions": out / "predictions.png",
-                  "confusion": layout.CONFUSION_PNG, "mistakes": layout.MISTAKES_PNG}
+                  "augmentation": layout.AUGMENTATION_PNG, "confusion": layout.CONFUSION_PNG,
+                  "mistakes": layout.MISTAKES_PNG}
         context = build_context(params, read_json(layout.SPLIT_METRICS), read_json(layout.TRAIN_METRICS),
-                                read_json(layout.EVAL_METRICS), read_json(layout.CLASS_REPORT), mistakes, images)
+                                read_json(layout.EVAL_METRICS), read_json(layout.CLASS_REPORT),
+                                read_json(layout.MODEL_INFO).get("class_weights"), mistakes, images)
         write_text(out / "report.html", render_html(context))
         write_text(out / "report.md", render_markdown(context, relative_to=out))
     print(f"report: {layout.REPORT_DIR / 'report.html'}, {layout.REPORT_DIR / 'report.md'}")

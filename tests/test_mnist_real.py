@@ -4,10 +4,9 @@ import numpy as np
 
 from imgclf.datasets import get_dataset
 from imgclf.idx import read_idx
-from imgclf.model import build_model, compile_model
 from imgclf.params import TrainParams
 from imgclf.preprocess import prepare_arrays
-from imgclf.training import fit_model, make_deterministic
+from imgclf.training import make_deterministic, train_network
 
 
 def test_mlp_reaches_95_percent_on_real_mnist(shared_mnist):
@@ -17,8 +16,7 @@ def test_mlp_reaches_95_percent_on_real_mnist(shared_mnist):
     x, y = data["x_train"], data["y_train"]
     make_deterministic(42)
     train = TrainParams(hidden_units=(128,), activation="relu", optimizer="adam", epochs=5)
-    model = compile_model(build_model(x.shape[1:], 10, train), train)
     # validation only monitors; it is a slice of the 8,000 training digits
-    fit_model(model, (x[:8000], y[:8000]), (x[7000:8000], y[7000:8000]), train.batch_size, train.epochs)
-    accuracy = np.mean(model.predict(x[8000:], verbose=0).argmax(axis=1) == y[8000:])
+    result = train_network((x[:8000], y[:8000]), (x[7000:8000], y[7000:8000]), 10, train, seed=42)
+    accuracy = np.mean(result.model.predict(x[8000:], verbose=0).argmax(axis=1) == y[8000:])
     assert accuracy >= 0.95, accuracy

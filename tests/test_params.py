@@ -20,6 +20,16 @@ def test_missing_keys_take_defaults_and_values_are_typed():
     assert params.split == Params().split
 
 
+def test_batch_size_is_a_number_or_full():
+    assert parse_params({"train": {"batch_size": 1}}).train.batch_size == 1
+    assert parse_params({"train": {"batch_size": "full"}}).train.batch_size == "full"
+
+
+def test_augmentation_is_off_unless_a_transform_is_set():
+    assert not parse_params({}).train.augmentation.enabled
+    assert parse_params({"train": {"augmentation": {"zoom": 0.1}}}).train.augmentation.enabled
+
+
 def test_exponent_without_dot_is_read_as_a_number():
     # PyYAML (YAML 1.1) loads `1e-3` as a string; `dvc exp run -S train.learning_rate=1e-3` writes that.
     assert parse_params({"train": {"learning_rate": "1e-3"}}).train.learning_rate == 0.001
@@ -30,7 +40,7 @@ def test_exponent_without_dot_is_read_as_a_number():
     [
         ({"train": {"optimiser": "adam"}}, ["train.optimiser", "optimizer"]),
         ({"colour": 1}, ["colour"]),
-        ({"train": {"optimizer": "adamm"}}, ["train.optimizer", "sgd, adam, rmsprop, adagrad"]),
+        ({"train": {"optimizer": "adamm"}}, ["train.optimizer", "sgd, adam, adamw, rmsprop, adagrad"]),
         ({"train": {"epochs": -1}}, ["train.epochs", ">= 1"]),
         ({"train": {"epochs": 2.5}}, ["train.epochs", "integer"]),
         ({"train": {"epochs": True}}, ["train.epochs", "integer"]),
@@ -43,6 +53,19 @@ def test_exponent_without_dot_is_read_as_a_number():
         ({"split": {"val_fraction": 1.5}}, ["split.val_fraction", "between 0 and 1"]),
         ({"data": {"dataset": "cifar"}}, ["data.dataset", "digits, mnist, fashion_mnist"]),
         ({"data": "mnist"}, ["data", "mapping"]),
+        ({"data": {"mirror": 3}}, ["data.mirror", "URL"]),
+        ({"train": {"batch_size": "half"}}, ["train.batch_size", "or full"]),
+        ({"train": {"dropout": 1.5}}, ["train.dropout", "[0, 1)"]),
+        ({"train": {"model": "svm"}}, ["train.model", "mlp", "logreg"]),
+        ({"train": {"labels": "dense"}}, ["train.labels", "sparse, one_hot"]),
+        ({"train": {"augmentation": {"rotation": 270}}}, ["train.augmentation.rotation", "degrees"]),
+        ({"train": {"augmentation": {"flip": "yes"}}}, ["train.augmentation.flip", "true or false"]),
+        ({"train": {"callbacks": {"early_stopping": {"monitor": "val_f1"}}}},
+         ["train.callbacks.early_stopping.monitor", "val_loss"]),
+        ({"train": {"callbacks": {"reduce_lr": {"factor": 2}}}}, ["train.callbacks.reduce_lr.factor"]),
+        ({"train": {"logreg": {"max_iter": 0}}}, ["train.logreg.max_iter"]),
+        ({"train": {"lr_schedule": "cosine", "callbacks": {"reduce_lr": {"enabled": True}}}},
+         ["train.callbacks.reduce_lr.enabled", "train.lr_schedule"]),
     ],
 )
 def test_invalid_params_fail_naming_the_key_and_what_is_allowed(raw, names):

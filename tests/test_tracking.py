@@ -55,7 +55,7 @@ def test_a_failed_training_run_is_marked_failed(project, monkeypatch):
     def broken_fit(*args, **kwargs):
         raise RuntimeError("out of memory")
 
-    monkeypatch.setattr(train, "fit_model", broken_fit)
+    monkeypatch.setattr(train, "train_network", broken_fit)
     with pytest.raises(RuntimeError):
         train.main()
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")

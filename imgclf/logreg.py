@@ -1,0 +1,53 @@
+"""The lessons' baseline: scikit-learn's LogisticRegression on flattened pixels, served as a Keras model."""
+
+from __future__ import annotations
+
+import warnings
+
+import keras
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+
+from imgclf.metrics import cross_entropy
+from imgclf.params import LogregParams
+from imgclf.training import Arrays, TrainResult
+
+
+def train_logreg(train: Arrays, val: Arrays, n_classes: int, params: LogregParams,
+                 class_weight: dict[int, float] | None, seed: int) -> TrainResult:
+    """Fit multinomial logistic regression; return it as an equivalent Keras model."""
+    x, y = train
+    clf = LogisticRegression(C=params.C, max_iter=params.max_iter, class_weight=class_weight, random_state=seed)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        clf.fit(x.reshape(len(x), -1), y)
+    model = logreg_to_keras(clf, x.shape[1:], n_classes)
+    row = {"epoch": 1, **_scores(model, train, ""), **_scores(model, val, "val_")}
+    summary = {"epochs_run": 1, "best_epoch": 1, "iterations": int(clf.n_iter_.max()),
+               "converged": not any(issubclass(w.category, ConvergenceWarning) for w in caught),
+               **{k: round(v, 6) for k, v in row.items() if k != "epoch"}}
+    return TrainResult(model, [row], summary)
+
+
+def logreg_to_keras(clf: LogisticRegression, input_shape: tuple[int, ...], n_classes: int) -> keras.Model:
+    """Flatten -> Dense(softmax) carrying the fitted coefficients: the same probabilities as predict_proba."""
+    coef, intercept = clf.coef_, clf.intercept_
+    if coef.shape[0] == 1:  # two classes: sklearn keeps one logit z; softmax([0, z]) == sigmoid(z)
+        coef = np.vstack([np.zeros_like(coef), coef])
+        intercept = np.concatenate([[0.0], intercept])
+    kernel = np.zeros((int(np.prod(input_shape)), n_classes), np.float32)
+    bias = np.full(n_classes, -1e9 if len(clf.classes_) < n_classes else 0.0, np.float32)
+    # Classes absent from training keep probability 0.
+    kernel[:, clf.classes_] = coef.T
+    bias[clf.classes_] = intercept
+    dense = keras.layers.Dense(n_classes, activation="softmax")
+    model = keras.Sequential([keras.Input(shape=input_shape), keras.layers.Flatten(), dense], name="logreg")
+    dense.set_weights([kernel, bias])
+    return model
+
+
+def _scores(model: keras.Model, data: Arrays, prefix: str) -> dict[str, float]:
+    probs = model.predict(data[0], batch_size=1024, verbose=0)
+    return {f"{prefix}loss": cross_entropy(data[1], probs),
+            f"{prefix}accuracy": float(np.mean(probs.argmax(axis=1) == data[1]))}

@@ -1,0 +1,93 @@
+"""Helpers for tests that run the real dvc commands on a copy of the project in a temporary git repo."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import PROJECT
+
+PROJECT_FILES = ("dvc.yaml", "params.yaml", "pyproject.toml", ".gitignore", ".dvcignore", "stages", "imgclf")
+
+
+def make_project(repo: Path, **train_overrides) -> Path:
+    """Copy the project into `repo`, init git and DVC, apply train params, commit."""
+    for name in PROJECT_FILES:
+        source = PROJECT / name
+        if source.is_dir():
+            shutil.copytree(source, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, repo / name)
+    for key, value in train_overrides.items():
+        set_param(repo, f"train.{key}", value)
+    run(repo, "git", "init", "-q")
+    dvc(repo, "init", "-q")
+    dvc(repo, "config", "core.analytics", "false")
+    commit(repo, "project")
+    return repo
+
+
+def env() -> dict[str, str]:
+    """This interpreter's environment first on PATH (dvc runs `python -m stages...`); no outside MLflow/DVC."""
+    out = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
+    out["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{out.get('PATH', '')}"
+    out.update(GIT_AUTHOR_NAME="test", GIT_AUTHOR_EMAIL="test@example.invalid",
+               GIT_COMMITTER_NAME="test", GIT_COMMITTER_EMAIL="test@example.invalid")
+    return out
+
+
+def run(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(list(args), cwd=repo, env=env(), capture_output=True, text=True, timeout=900)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{args} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def dvc(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return run(repo, sys.executable, "-m", "dvc", *args, check=check)
+
+
+def commit(repo: Path, message: str) -> None:
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "commit", "-qm", message)
+
+
+def stages_run(result: subprocess.CompletedProcess) -> set[str]:
+    return set(re.findall(r"Running stage '(\w+)'", result.stdout))
+
+
+def set_param(repo: Path, dotted: str, value) -> None:
+    path = repo / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    *parents, leaf = dotted.split(".")
+    node = params
+    for key in parents:
+        node = node[key]
+    node[leaf] = value
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def mlflow_runs(repo: Path):
+    """The MLflow client on the repo's store and the runs of the project's experiment, oldest first."""
+    client = MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("image-classifier")
+    return client, client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
+
+
+def experiments(repo: Path) -> dict[str, dict]:
+    """`dvc exp show --json` as {name or rev: data}."""
+    rows = {}
+    for baseline in json.loads(dvc(repo, "exp", "show", "--json").stdout):
+        rows[baseline["rev"]] = baseline["data"]
+        for exp in baseline.get("experiments") or []:
+            for rev in exp["revs"]:
+                rows[rev["name"]] = rev["data"]
+    return rows

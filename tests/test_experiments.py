@@ -1,0 +1,109 @@
+"""Each training option of the lessons through `dvc exp run`, to metrics and an MLflow run (small and fast)."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+
+import pytest
+
+from imgclf.params import load_params
+from tests.conftest import PROJECT
+from tests.dvc_project import dvc, experiments, make_project, mlflow_runs, run
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    return make_project(tmp_path_factory.mktemp("lessons"), epochs=2, hidden_units=[32])
+
+
+def _run_experiment(repo, name: str, *sets: str) -> tuple[dict, object]:
+    """Run one experiment from the baseline params; return its `dvc exp show` row and its MLflow run."""
+    run(repo, "git", "checkout", "-q", "--", "params.yaml")  # exp run leaves its params in the workspace
+    dvc(repo, "exp", "run", "-n", name, *[arg for s in sets for arg in ("-S", s)])
+    row = experiments(repo)[name]
+    _, runs = mlflow_runs(repo)
+    tagged = [r for r in runs if r.data.tags.get("dvc.exp_name") == name]
+    assert len(tagged) == 1, f"expected one MLflow run tagged {name}, found {len(tagged)}"
+    (tracked,) = tagged
+    assert tracked.info.status == "FINISHED"
+    accuracy = row["metrics"]["metrics/eval.json"]["data"]["accuracy"]
+    assert tracked.data.metrics["test_accuracy"] == pytest.approx(accuracy)
+    return row, tracked
+
+
+def _param(row: dict, dotted: str):
+    node = row["params"]["params.yaml"]["data"]
+    for key in dotted.split("."):
+        node = node[key]
+    return node
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adagrad", "rmsprop", "adam", "adamw"])
+def test_each_optimizer(repo, optimizer):
+    extra = ("train.momentum=0.9", "train.nesterov=true") if optimizer == "sgd" else ()
+    row, tracked = _run_experiment(repo, f"opt-{optimizer}", f"train.optimizer={optimizer}", *extra)
+    assert _param(row, "train.optimizer") == optimizer
+    assert tracked.data.params["train.optimizer"] == optimizer
+    # Keras's own optimizer config, logged by MLflow's callback (RMSprop calls itself rm_sprop)
+    assert tracked.data.params["optimizer_name"].replace("_", "").lower() == optimizer
+    if extra:
+        assert tracked.data.params["train.momentum"] == "0.9" and tracked.data.params["train.nesterov"] == "True"
+
+
+@pytest.mark.parametrize(("batch_size", "steps_per_epoch"), [("1", 1293), ("16", 81), ("full", 1)])
+def test_each_gradient_descent_mode(repo, batch_size, steps_per_epoch):
+    row, tracked = _run_experiment(repo, f"batch-{batch_size}", f"train.batch_size={batch_size}")
+    assert str(_param(row, "train.batch_size")) == batch_size
+    assert tracked.data.params["train.batch_size"] == batch_size
+    train = row["metrics"]["metrics/train.json"]["data"]
+    assert train["epochs_run"] == 2
+    assert train["optimizer_steps"] == 2 * steps_per_epoch  # 1293 training digits
+    assert tracked.data.metrics["final_optimizer_steps"] == 2 * steps_per_epoch
+
+
+def test_logreg_baseline(repo):
+    row, tracked = _run_experiment(repo, "logreg", "train.model=logreg")
+    assert _param(row, "train.model") == "logreg"
+    assert tracked.data.params["train.model"] == "logreg"
+    assert row["metrics"]["metrics/eval.json"]["data"]["accuracy"] > 0.9
+    assert tracked.data.tags["device"] == "CPU"
+
+
+def _readme_experiment_commands() -> list[str]:
+    text = (PROJECT / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+    return [line.split("#")[0].strip() for block in blocks for line in block.splitlines()
+            if line.strip().startswith("dvc exp run") and " -S " in line]
+
+
+def test_readme_commands_set_valid_params(tmp_path):
+    # DVC's own -S machinery (Hydra overrides and sweeps) applied to a copy of params.yaml.
+    from dvc.utils.hydra import apply_overrides, get_hydra_sweeps
+
+    commands = _readme_experiment_commands()
+    assert len(commands) >= 6
+    for command in commands:
+        words = shlex.split(command)
+        overrides = [words[i + 1] for i, word in enumerate(words) if word == "-S"]
+        sweeps = get_hydra_sweeps({"params.yaml": overrides})
+        assert len(sweeps) >= 1 and ("--queue" in words or len(sweeps) == 1), command
+        for sweep in sweeps:
+            path = tmp_path / "params.yaml"
+            shutil.copy(PROJECT / "params.yaml", path)
+            apply_overrides(path, sweep["params.yaml"])
+            load_params(path)
+
+
+def test_readme_assignment_runs_as_written(repo):
+    (command,) = [c for c in _readme_experiment_commands() if "-n assignment" in c]
+    run(repo, "git", "checkout", "-q", "--", "params.yaml")
+    dvc(repo, *shlex.split(command)[1:])
+    row = experiments(repo)["assignment"]
+    assert _param(row, "train.hidden_units") == [128, 64]
+    assert _param(row, "train.activation") == "leaky_relu" and _param(row, "train.optimizer") == "rmsprop"
+    assert _param(row, "train.augmentation.rotation") == 10
+    assert row["metrics"]["metrics/train.json"]["data"]["epochs_run"] == 10

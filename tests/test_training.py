@@ -1,0 +1,145 @@
+"""Training options on small generated data: batch modes, callbacks, labels, augmentation, class weights."""
+
+import dataclasses
+
+import keras
+import numpy as np
+import pytest
+
+from imgclf.params import AugmentationParams, CallbackParams, EarlyStoppingParams, TrainParams, parse_params
+from imgclf.training import (
+    augmentation_preview,
+    build_augmentation,
+    class_weights,
+    make_dataset,
+    make_deterministic,
+    train_network,
+)
+
+
+def _data(n=96, seed=0, learnable=True):
+    """4x4 images; with `learnable` the label is the brightest quadrant, else labels are noise."""
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, 4, 4, 1), dtype=np.float32)
+    quadrants = x.reshape(n, 2, 2, 2, 2).mean(axis=(2, 4)).reshape(n, 4)[:, :3]
+    y = quadrants.argmax(axis=1) if learnable else rng.integers(0, 3, n)
+    cut = n * 3 // 4
+    return (x[:cut], y[:cut]), (x[cut:], y[cut:])
+
+
+def _train(seed=0, data=None, **overrides):
+    make_deterministic(seed)
+    train, val = data or _data()
+    params = dataclasses.replace(TrainParams(hidden_units=(16,), epochs=3), **overrides)
+    return train_network(train, val, 3, params, seed)
+
+
+@pytest.mark.parametrize(("batch_size", "steps_per_epoch"), [("full", 1), (1, 72), (32, 3)])
+def test_batch_size_sets_the_number_of_optimizer_steps(batch_size, steps_per_epoch):
+    result = _train(batch_size=batch_size, epochs=2)
+    assert int(result.model.optimizer.iterations) == 2 * steps_per_epoch
+
+
+def test_same_seed_same_history_other_seed_other_history():
+    assert _train(seed=5).rows == _train(seed=5).rows
+    assert _train(seed=5).rows != _train(seed=6).rows
+
+
+def test_one_hot_labels_train_the_same_network_as_sparse():
+    sparse, one_hot = _train(labels="sparse"), _train(labels="one_hot")
+    for a, b in zip(sparse.rows, one_hot.rows):
+        assert a == pytest.approx(b, rel=1e-4)
+
+
+def test_early_stopping_stops_on_a_plateau_and_keeps_the_best_weights():
+    noise = _data(learnable=False)  # random labels: validation loss soon stops improving
+    callbacks = CallbackParams(early_stopping=EarlyStoppingParams(enabled=True, patience=2))
+    result = _train(data=noise, callbacks=callbacks, epochs=60, learning_rate=0.05, hidden_units=(64,))
+    assert result.summary["epochs_run"] < 60
+    best = result.summary["best_epoch"]
+    assert best == result.summary["epochs_run"] - 2
+    assert result.summary["val_loss"] == pytest.approx(result.rows[best - 1]["val_loss"], rel=1e-5)
+
+
+def test_checkpoint_outputs_the_best_epoch_model():
+    noise = _data(learnable=False)
+    callbacks = parse_params({"train": {"callbacks": {"checkpoint": {"enabled": True}}}}).train.callbacks
+    result = _train(data=noise, callbacks=callbacks, epochs=12, learning_rate=0.05, hidden_units=(64,))
+    val_losses = [row["val_loss"] for row in result.rows]
+    assert result.summary["epochs_run"] == 12
+    assert result.summary["best_epoch"] == 1 + int(np.argmin(val_losses))
+    assert result.summary["val_loss"] == pytest.approx(min(val_losses), rel=1e-5)
+    assert result.summary["val_loss"] < val_losses[-1]
+
+
+def test_reduce_lr_on_plateau_lowers_the_logged_learning_rate():
+    noise = _data(learnable=False)
+    callbacks = parse_params({"train": {"callbacks": {"reduce_lr": {"enabled": True, "patience": 1,
+                                                                    "factor": 0.5}}}}).train.callbacks
+    result = _train(data=noise, callbacks=callbacks, epochs=10, learning_rate=0.05, hidden_units=(64,))
+    rates = [row["learning_rate"] for row in result.rows]
+    assert rates[0] == pytest.approx(0.05)
+    assert min(rates) < 0.05 and result.summary["final_learning_rate"] == pytest.approx(rates[-1], rel=1e-5)
+    assert any(later == pytest.approx(earlier * 0.5) for earlier, later in zip(rates, rates[1:]))
+
+
+def test_exponential_schedule_decays_each_epoch():
+    result = _train(lr_schedule="exponential", learning_rate=0.1, lr_decay_rate=0.5, epochs=3)
+    assert [row["learning_rate"] for row in result.rows] == pytest.approx([0.05, 0.025, 0.0125])
+
+
+def test_augmentation_changes_training_batches_only():
+    train, val = _data()
+    aug = AugmentationParams(rotation=30, zoom=0.2, shift=0.2, contrast=0.3)
+    augment = build_augmentation(aug, seed=0)
+    plain = next(iter(make_dataset(train, 8, 3, "sparse")))[0].numpy()
+    augmented = next(iter(make_dataset(train, 8, 3, "sparse", augment=augment)))[0].numpy()
+    assert not np.allclose(plain, augmented)
+    np.testing.assert_array_equal(plain, train[0][:8])
+
+    make_deterministic(0)
+    result = train_network(train, val, 3, TrainParams(hidden_units=(8,), epochs=1, augmentation=aug), 0)
+    assert not [layer for layer in result.model.layers if "random" in type(layer).__name__.lower()]
+    first, second = (result.model.predict(val[0], verbose=0) for _ in range(2))
+    np.testing.assert_array_equal(first, second)  # evaluation and predict see the images as they are
+
+
+def test_flip_is_the_only_transform_turned_on():
+    augment = build_augmentation(AugmentationParams(flip=True), seed=0)
+    assert [type(layer).__name__ for layer in augment.layers] == ["RandomFlip"]
+    assert build_augmentation(AugmentationParams(), seed=0) is None
+
+
+def test_augmentation_preview_shape():
+    images = _data()[0][0][:3]
+    grid = augmentation_preview(images, AugmentationParams(rotation=20), seed=0, copies=2)
+    assert grid.shape == (3, 3, 4, 4, 1)
+    np.testing.assert_array_equal(grid[:, 0], images)
+    assert augmentation_preview(images, AugmentationParams(), seed=0).shape == (3, 1, 4, 4, 1)
+
+
+def test_balanced_class_weights_counter_imbalance():
+    y = np.array([0] * 70 + [1] * 10 + [2] * 20)
+    weights = class_weights(y, 3, "balanced")
+    assert weights == pytest.approx({0: 100 / 210, 1: 100 / 30, 2: 100 / 60}, rel=1e-5)
+    assert class_weights(y, 3, "none") is None
+
+
+def test_class_weights_reach_the_loss():
+    unweighted = _train(epochs=1)
+    weighted = _train(epochs=1, class_weight="balanced")
+    assert unweighted.rows[0]["loss"] != pytest.approx(weighted.rows[0]["loss"], rel=1e-3)
+
+
+def test_invalid_training_options_fail_before_training():
+    from imgclf.params import ParamsError
+
+    for bad in ({"optimizer": "adamax"}, {"batch_size": 0}, {"dropout": 1.5}, {"learning_rate": -0.01}):
+        with pytest.raises(ParamsError, match=f"train.{next(iter(bad))}"):
+            parse_params({"train": bad})
+
+
+def test_keras_history_has_the_learning_rate():
+    result = _train()
+    assert set(result.rows[0]) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"}
+    assert isinstance(result.model, keras.Model)
