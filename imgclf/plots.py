@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 RIGHT, WRONG = "tab:blue", "tab:red"
 
@@ -65,6 +66,8 @@ def learning_curves_figure(rows: list[dict]) -> Figure:
     fig = Figure(figsize=(15 if with_lr else 10, 3.8))
     axes = fig.subplots(1, 3 if with_lr else 2)
     epochs = [row["epoch"] for row in rows]
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     for ax, metric in zip(axes, ("loss", "accuracy")):
         ax.plot(epochs, [row[metric] for row in rows], label="train", marker=".")
         ax.plot(epochs, [row[f"val_{metric}"] for row in rows], label="validation", marker=".")
