@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from imgclf.layout import part_files
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
@@ -59,19 +61,6 @@ def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def write_arrays(path: str | Path, **arrays: np.ndarray) -> None:
-    """Write named arrays to one .npz file (uncompressed: faster, and DVC dedups it)."""
-    # np.savez appends .npz unless the name already ends with it.
-    with atomic_path(path, suffix=".npz") as tmp:
-        np.savez(tmp, **arrays)
-
-
-def read_arrays(path: str | Path) -> dict[str, np.ndarray]:
-    """Read every array of an .npz file into memory (no pickles)."""
-    with np.load(path, allow_pickle=False) as data:
-        return {key: data[key] for key in data.files}
-
-
 def save_figure(path: str | Path, figure) -> None:
     """Save a matplotlib figure as PNG, atomically."""
     with atomic_path(path, suffix=".png") as tmp:
@@ -93,3 +82,65 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_array(path: str | Path, array: np.ndarray) -> None:
+    """One array as .npy (memory-mappable by readers)."""
+    with atomic_path(path, suffix=".npy") as tmp:
+        np.save(tmp, array, allow_pickle=False)
+
+
+def read_array(path: str | Path) -> np.ndarray:
+    """A .npy array, memory-mapped: rows are read from disk only when used."""
+    return np.load(path, mmap_mode="r", allow_pickle=False)
+
+
+class RowWriter:
+    """Append rows to a .npy file one at a time: nothing is held in memory, whatever the total size.
+
+    Rows go to a plain file first (writes land in the OS page cache, not in this process);
+    close() puts the .npy header, which needs the final row count, in front of them.
+    """
+
+    def __init__(self, path: str | Path, row_shape: tuple[int, ...], dtype=np.float32) -> None:
+        self.path, self.count = Path(path), 0
+        self.row_shape, self.dtype = tuple(row_shape), np.dtype(dtype)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self._raw_path = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".rows", dir=self.path.parent)
+        self._raw = os.fdopen(fd, "wb")
+
+    def append(self, row: np.ndarray) -> None:
+        self.extend(np.asarray(row)[np.newaxis])
+
+    def extend(self, rows: np.ndarray) -> None:
+        rows = np.ascontiguousarray(rows, dtype=self.dtype)
+        if rows.shape[1:] != self.row_shape:
+            raise ValueError(f"row shape {rows.shape[1:]} differs from {self.row_shape}")
+        self._raw.write(rows.tobytes())
+        self.count += len(rows)
+
+    def close(self) -> None:
+        """Publish the rows as one .npy file (atomically)."""
+        self._raw.close()
+        header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False,
+                  "shape": (self.count, *self.row_shape)}
+        try:
+            with atomic_path(self.path, suffix=".npy") as tmp, open(tmp, "wb") as out:
+                np.lib.format.write_array_header_1_0(out, header)
+                with open(self._raw_path, "rb") as rows:
+                    shutil.copyfileobj(rows, out, 16 << 20)
+        finally:
+            os.unlink(self._raw_path)
+
+
+def write_part(folder: Path, part: str, x: np.ndarray, y: np.ndarray) -> None:
+    """Images and labels of one part (train, val, test) as memory-mappable .npy files."""
+    x_path, y_path = part_files(folder, part)
+    write_array(x_path, x)
+    write_array(y_path, y)
+
+
+def read_part(folder: Path, part: str) -> tuple[np.ndarray, np.ndarray]:
+    """Images memory-mapped (read from disk as used), labels in memory."""
+    x_path, y_path = part_files(folder, part)
+    return read_array(x_path), np.asarray(read_array(y_path))

@@ -1,7 +1,8 @@
-"""Image files to model input: one conversion and resize, shared by every consumer."""
+"""Image files to model input: one conversion and resize, shared by preprocess, evaluate and predict."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -9,17 +10,40 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from imgclf.errors import PipelineError
 
+# Whatever the file's mode, a pixel becomes 8-bit gray or RGB the same way everywhere.
+_HIGH_DEPTH = {"I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I": 65535.0, "F": 1.0}
+
+
+class BadImageError(PipelineError):
+    """A file that cannot be decoded as an image."""
+
 
 def load_image(path: str | Path, size: tuple[int, int], channels: int) -> np.ndarray:
-    """Read an image as H x W x C float32 in [0, 1] (EXIF orientation applied, grayscale or RGB)."""
+    """Read an image as H x W x C float32 in [0, 1]: EXIF orientation applied, alpha on white, resized."""
     try:
-        with Image.open(path) as image:
-            image = ImageOps.exif_transpose(image)
-            image = image.convert("L" if channels == 1 else "RGB")
-            image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-            pixels = np.asarray(image, dtype=np.float32) / 255.0
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image.load()
+                image = _to_8bit(ImageOps.exif_transpose(image), channels)
+                image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+                pixels = np.asarray(image, dtype=np.float32) / 255.0
     except FileNotFoundError:
-        raise PipelineError(f"image {path} does not exist") from None
-    except (UnidentifiedImageError, OSError) as exc:
-        raise PipelineError(f"cannot read {path} as an image ({exc}); give a PNG or JPEG file") from None
+        raise BadImageError(f"image {path} does not exist") from None
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError, SyntaxError) as exc:
+        raise BadImageError(f"cannot read {path} as an image ({exc})") from None
     return pixels[..., np.newaxis] if channels == 1 else pixels
+
+
+def _to_8bit(image: Image.Image, channels: int) -> Image.Image:
+    if image.mode in _HIGH_DEPTH:
+        # PIL clips 16-bit values when converting to 8-bit; scale them instead.
+        scaled = np.asarray(image, dtype=np.float64) / _HIGH_DEPTH[image.mode] * 255.0
+        image = Image.fromarray(np.clip(scaled, 0, 255).astype(np.uint8), "L")
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA"):
+        # Transparent areas become white, as a photo on a web page shows them.
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, image.convert("RGBA"))
+    return image.convert("L" if channels == 1 else "RGB")

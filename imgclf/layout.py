@@ -4,7 +4,7 @@ from pathlib import Path
 
 PARAMS = Path("params.yaml")
 RAW_DIR = Path("data/raw")
-PROCESSED = Path("data/processed/dataset.npz")
+PROCESSED_DIR = Path("data/processed")
 SPLIT_DIR = Path("data/split")
 SPLIT_METRICS = Path("metrics/split.json")
 
@@ -19,11 +19,16 @@ CLASS_REPORT = Path("metrics/classification_report.json")
 CONFUSION = Path("plots/confusion.json")
 CONFUSION_PNG = Path("plots/confusion_matrix.png")
 MISTAKES_PNG = Path("plots/mistakes.png")
-PREDICTIONS = Path("data/predictions/test.npz")
+PREDICTIONS = Path("data/predictions/test_probs.npy")
 
 REPORT_DIR = Path("reports")
 
 
-def split_file(name: str) -> Path:
-    """data/split/<train|val|test>.npz"""
-    return SPLIT_DIR / f"{name}.npz"
+def meta_file(folder: Path) -> Path:
+    """The JSON beside a folder of arrays: class names, parts, skipped files."""
+    return folder / "meta.json"
+
+
+def part_files(folder: Path, part: str) -> tuple[Path, Path]:
+    """A part's images and labels as two .npy files: <part>_x.npy, <part>_y.npy."""
+    return folder / f"{part}_x.npy", folder / f"{part}_y.npy"

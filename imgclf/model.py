@@ -3,11 +3,30 @@
 from __future__ import annotations
 
 import keras
+import numpy as np
 
+from imgclf.errors import PipelineError
 from imgclf.params import TrainParams
+
+# Keras Applications backbones, and the Rescaling that does their preprocess_input on [0, 1] pixels
+# (a layer, not a Lambda, so the saved model loads with safe_mode).
+BACKBONES = {
+    "xception": ("Xception", 2.0, -1.0, 71),  # preprocess_input: x / 127.5 - 1
+    "mobilenet_v2": ("MobileNetV2", 2.0, -1.0, 32),  # preprocess_input: x / 127.5 - 1
+    "efficientnet_b0": ("EfficientNetB0", 255.0, 0.0, 32),  # normalizes 0..255 inside the model
+}
 
 
 def build_model(input_shape: tuple[int, ...], n_classes: int, train: TrainParams) -> keras.Model:
+    """The network named by train.model: mlp, cnn or transfer."""
+    if train.model == "cnn":
+        return build_cnn(input_shape, n_classes, train)
+    if train.model == "transfer":
+        return build_transfer(input_shape, n_classes, train)
+    return build_mlp(input_shape, n_classes, train)
+
+
+def build_mlp(input_shape: tuple[int, ...], n_classes: int, train: TrainParams) -> keras.Model:
     """Flatten -> (Dense -> activation -> dropout) per hidden layer -> softmax."""
     regularizer = keras.regularizers.L2(train.l2) if train.l2 else None
     layers = [keras.Input(shape=input_shape), keras.layers.Flatten()]
@@ -18,6 +37,59 @@ def build_model(input_shape: tuple[int, ...], n_classes: int, train: TrainParams
             layers.append(keras.layers.Dropout(train.dropout))
     layers.append(keras.layers.Dense(n_classes, activation="softmax", kernel_regularizer=regularizer))
     return keras.Sequential(layers, name="mlp")
+
+
+def build_cnn(input_shape: tuple[int, ...], n_classes: int, train: TrainParams) -> keras.Model:
+    """(Conv -> Conv -> pool -> dropout) per block of train.cnn.filters, then a dense head."""
+    cnn = train.cnn
+    pool = keras.layers.MaxPooling2D if cnn.pooling == "max" else keras.layers.AveragePooling2D
+    layers = [keras.Input(shape=input_shape)]
+    for filters in cnn.filters:
+        layers += [keras.layers.Conv2D(filters, cnn.kernel_size, padding="same", activation="relu"),
+                   keras.layers.Conv2D(filters, cnn.kernel_size, padding="same", activation="relu"),
+                   pool(2, padding="same")]
+        if cnn.dropout:
+            layers.append(keras.layers.Dropout(cnn.dropout))
+    layers.append(keras.layers.Flatten())
+    layers += _dense_head(cnn.dense_units, cnn.dropout, n_classes, train)
+    return keras.Sequential(layers, name="cnn")
+
+
+def build_transfer(input_shape: tuple[int, ...], n_classes: int, train: TrainParams) -> keras.Model:
+    """A frozen ImageNet backbone without its top, global pooling, dropout and a new dense head."""
+    name, scale, offset, min_size = BACKBONES[train.transfer.backbone]
+    if len(input_shape) != 3 or input_shape[2] != 3 or min(input_shape[:2]) < min_size:
+        raise PipelineError(
+            f"train.model = transfer with {train.transfer.backbone} needs RGB images of at least "
+            f"{min_size}x{min_size}, got {tuple(input_shape)}; use data.dataset: image_folder with "
+            f"data.color_mode: rgb and a large enough data.image_size"
+        )
+    weights = None if train.transfer.weights == "none" else "imagenet"
+    backbone = getattr(keras.applications, name)(include_top=False, weights=weights, input_shape=input_shape)
+    backbone.trainable = False
+    inputs = keras.Input(shape=input_shape)
+    x = keras.layers.Rescaling(scale, offset=offset)(inputs)
+    x = backbone(x, training=False)  # keep BatchNormalization in inference mode while frozen
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dropout(train.transfer.dropout)(x)
+    for layer in _dense_head(train.transfer.dense_units, train.transfer.dropout, n_classes, train):
+        x = layer(x)
+    return keras.Model(inputs, x, name=f"transfer_{train.transfer.backbone}")
+
+
+def _dense_head(units: tuple[int, ...], dropout: float, n_classes: int, train: TrainParams) -> list:
+    layers = []
+    for n in units:
+        layers += [keras.layers.Dense(n), _activation(train)]
+        if dropout:
+            layers.append(keras.layers.Dropout(dropout))
+    return layers + [keras.layers.Dense(n_classes, activation="softmax")]
+
+
+def predict_proba(model: keras.Model, x: np.ndarray, chunk: int = 2048) -> np.ndarray:
+    """Class probabilities, a chunk of rows at a time (x may be a memory-mapped array larger than RAM)."""
+    return np.concatenate([model.predict(np.asarray(x[i:i + chunk]), batch_size=256, verbose=0)
+                           for i in range(0, len(x), chunk)])
 
 
 def _activation(train: TrainParams) -> keras.layers.Layer:

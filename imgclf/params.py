@@ -13,8 +13,9 @@ import yaml
 
 from imgclf.errors import PipelineError
 
-DatasetName = Literal["digits", "mnist", "fashion_mnist"]
-ModelKind = Literal["mlp", "logreg"]
+DatasetName = Literal["digits", "mnist", "fashion_mnist", "image_folder"]
+ModelKind = Literal["mlp", "cnn", "transfer", "logreg"]
+Backbone = Literal["xception", "mobilenet_v2", "efficientnet_b0"]
 Activation = Literal["relu", "leaky_relu", "elu", "gelu", "tanh", "sigmoid"]
 Optimizer = Literal["sgd", "adam", "adamw", "rmsprop", "adagrad"]
 Schedule = Literal["constant", "exponential", "cosine"]
@@ -38,6 +39,12 @@ class DataParams:
     dataset: DatasetName = "digits"
     mirror: str | None = field(default=None, metadata=_check(lambda v: v is None or bool(v),
                                                               "a base URL or a folder path, or null"))
+    path: str = field(default="photos", metadata=_check(bool, "the folder of class folders (image_folder)"))
+    image_size: tuple[int, ...] = field(
+        default=(64, 64), metadata=_check(lambda v: len(v) == 2 and min(v) >= 8, "[height, width], each >= 8")
+    )
+    color_mode: Literal["rgb", "grayscale"] = "rgb"
+    on_bad_image: Literal["skip", "fail"] = "skip"
 
 
 @dataclass(frozen=True)
@@ -103,6 +110,26 @@ class LogregParams:
 
 
 @dataclass(frozen=True)
+class CnnParams:
+    filters: tuple[int, ...] = field(default=(32, 64), metadata=_check(lambda v: all(f > 0 for f in v),
+                                                                        "a list of positive integers"))
+    kernel_size: int = field(default=3, metadata=_check(lambda v: v >= 1, "an integer >= 1"))
+    pooling: Literal["max", "average"] = "max"
+    dropout: float = field(default=0.25, metadata=_FRACTION)
+    dense_units: tuple[int, ...] = field(default=(128,), metadata=_check(lambda v: all(u > 0 for u in v),
+                                                                         "a list of positive integers"))
+
+
+@dataclass(frozen=True)
+class TransferParams:
+    backbone: Backbone = "xception"
+    weights: Literal["imagenet", "none"] = "imagenet"
+    dropout: float = field(default=0.2, metadata=_FRACTION)
+    dense_units: tuple[int, ...] = field(default=(128,), metadata=_check(lambda v: all(u > 0 for u in v),
+                                                                         "a list of positive integers"))
+
+
+@dataclass(frozen=True)
 class TrainParams:
     model: ModelKind = "mlp"
     hidden_units: tuple[int, ...] = field(
@@ -127,6 +154,8 @@ class TrainParams:
     augmentation: AugmentationParams = AugmentationParams()
     callbacks: CallbackParams = CallbackParams()
     logreg: LogregParams = LogregParams()
+    cnn: CnnParams = CnnParams()
+    transfer: TransferParams = TransferParams()
 
 
 @dataclass(frozen=True)

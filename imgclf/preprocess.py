@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from itertools import repeat
 from pathlib import Path
 
 import numpy as np
 
-from imgclf.artifacts import read_arrays
+from imgclf.artifacts import read_array
 from imgclf.datasets import DatasetSpec
 from imgclf.errors import PipelineError
 from imgclf.idx import read_idx
+from imgclf.images import BadImageError, load_image
 
 
 def load_bundled_digits() -> dict[str, np.ndarray]:
@@ -23,8 +28,8 @@ def load_bundled_digits() -> dict[str, np.ndarray]:
 def load_raw(spec: DatasetSpec, raw_dir: Path) -> dict[str, np.ndarray]:
     """Raw images and labels of `spec` from data/raw; the source's own test split when it has one."""
     if spec.bundled:
-        raw = read_arrays(raw_dir / f"{spec.name}.npz")
-        return {"x_train": raw["images"], "y_train": raw["labels"]}
+        return {"x_train": np.asarray(read_array(raw_dir / f"{spec.name}_images.npy")),
+                "y_train": np.asarray(read_array(raw_dir / f"{spec.name}_labels.npy"))}
     arrays = {}
     for key, name in zip(("x_train", "y_train", "x_test", "y_test"), (f.name for f in spec.files)):
         arrays[key] = read_idx(raw_dir / name)
@@ -61,3 +66,21 @@ def _check_pair(images: np.ndarray, labels: np.ndarray, n_classes: int, part: st
         )
     if len(labels) and (labels.min() < 0 or labels.max() >= n_classes):
         raise PipelineError(f"{part} labels must lie in 0..{n_classes - 1}, found {labels.min()}..{labels.max()}")
+
+
+def decode_images(paths: Sequence[Path], size: tuple[int, int], channels: int,
+                  workers: int | None = None) -> Iterator[np.ndarray | BadImageError]:
+    """Decode each file once, in parallel over the cores, in order; a bad file yields its error."""
+    workers = workers or os.cpu_count() or 1
+    if workers == 1 or len(paths) < 64:
+        yield from map(_decode_one, paths, repeat(size), repeat(channels))
+        return
+    with ProcessPoolExecutor(workers) as pool:
+        yield from pool.map(_decode_one, paths, repeat(size), repeat(channels), chunksize=16)
+
+
+def _decode_one(path: Path, size: tuple[int, int], channels: int) -> np.ndarray | BadImageError:
+    try:
+        return load_image(path, size, channels)
+    except BadImageError as exc:  # returned, not raised: one bad file must not stop the others
+        return exc

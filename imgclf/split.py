@@ -1,4 +1,4 @@
-"""Stratified, seeded train / validation / test splits and their counts."""
+"""Stratified, seeded train / validation / test splits (as row indices) and their counts."""
 
 from __future__ import annotations
 
@@ -7,38 +7,53 @@ from sklearn.model_selection import train_test_split
 
 from imgclf.errors import PipelineError
 
-Split = tuple[np.ndarray, np.ndarray]
+# split name -> (source part, row indices into that part)
+SplitPlan = dict[str, tuple[str, np.ndarray]]
 
 
-def split_stratified(arrays: dict[str, np.ndarray], val_fraction: float, test_fraction: float,
-                     seed: int) -> dict[str, Split]:
-    """Split into train/val/test; a source test split is kept, else test_fraction is carved off."""
-    x, y = arrays["x_train"], arrays["y_train"]
-    if "x_test" in arrays:
-        test = (arrays["x_test"], arrays["y_test"])
+def plan_splits(labels: dict[str, np.ndarray], val_fraction: float, test_fraction: float, seed: int) -> SplitPlan:
+    """Keep the source's own val/test parts; carve what is missing out of train, stratified."""
+    train = np.arange(len(labels["train"]))
+    plan: SplitPlan = {}
+    if "test" in labels:
+        plan["test"] = ("test", np.arange(len(labels["test"])))
     else:
-        x, x_test, y, y_test = _carve(x, y, test_fraction, seed, "split.test_fraction")
-        test = (x_test, y_test)
-    x_train, x_val, y_train, y_val = _carve(x, y, val_fraction, seed, "split.val_fraction")
-    return {"train": (x_train, y_train), "val": (x_val, y_val), "test": test}
+        train, test = _carve(train, labels["train"], test_fraction, seed, "split.test_fraction")
+        plan["test"] = ("train", test)
+    if "val" in labels:
+        plan["val"] = ("val", np.arange(len(labels["val"])))
+    else:
+        train, val = _carve(train, labels["train"], val_fraction, seed, "split.val_fraction")
+        plan["val"] = ("train", val)
+    plan["train"] = ("train", train)
+    return {name: plan[name] for name in ("train", "val", "test")}
 
 
-def summarize_splits(splits: dict[str, Split], class_names: list[str], test_source: str) -> dict:
+def describe_source(parts: list[str]) -> str:
+    """How the test split came about, for metrics/split.json."""
+    if "val" in parts:
+        return "folders"
+    return "source" if "test" in parts else "carved"
+
+
+def summarize_splits(labels: dict[str, np.ndarray], class_names: list[str], test_source: str,
+                     skipped: int = 0) -> dict:
     """Sizes and per-class counts of each split, for metrics/split.json."""
-    summary: dict = {name: int(len(y)) for name, (_, y) in splits.items()}
+    summary: dict = {name: int(len(y)) for name, y in labels.items()}
     summary["test_source"] = test_source
+    summary["skipped_images"] = skipped
     summary["per_class"] = {
         name: {cls: int(n) for cls, n in zip(class_names, np.bincount(y, minlength=len(class_names)))}
-        for name, (_, y) in splits.items()
+        for name, y in labels.items()
     }
     return summary
 
 
-def _carve(x: np.ndarray, y: np.ndarray, fraction: float, seed: int, key: str):
+def _carve(rows: np.ndarray, y: np.ndarray, fraction: float, seed: int, key: str):
     try:
-        return train_test_split(x, y, test_size=fraction, stratify=y, random_state=seed)
+        return train_test_split(rows, test_size=fraction, stratify=y[rows], random_state=seed)
     except ValueError as exc:
         raise PipelineError(
-            f"cannot carve a stratified split with {key} = {fraction} from {len(y)} samples ({exc}); "
+            f"cannot carve a stratified split with {key} = {fraction} from {len(rows)} samples ({exc}); "
             f"choose a {key} that leaves at least one sample of every class on each side"
         ) from None

@@ -1,23 +1,33 @@
-"""Stage download: fetch data.dataset into data/raw (verified, all-or-nothing)."""
+"""Stage download: fetch data.dataset into data/raw (verified, all-or-nothing); list a photo folder."""
 
 from imgclf import layout
-from imgclf.artifacts import atomic_dir, write_arrays
+from imgclf.artifacts import atomic_dir, write_array, write_json
 from imgclf.datasets import get_dataset
 from imgclf.download import download_files
 from imgclf.errors import run_stage
+from imgclf.folders import scan_image_folder, to_manifest
 from imgclf.params import load_params
 from imgclf.preprocess import load_bundled_digits
 
 
 def main() -> None:
     params = load_params(layout.PARAMS)
-    spec = get_dataset(params.data.dataset)
+    name = params.data.dataset
     with atomic_dir(layout.RAW_DIR) as staging:
+        if name == "image_folder":
+            # The photos stay where they are; data/raw lists them for preprocess.
+            folder = scan_image_folder(params.data.path)
+            write_json(staging / "manifest.json", to_manifest(folder, params.data.path))
+            counts = {split: len(files) for split, files in folder.files.items()}
+            print(f"download: {len(folder.class_names)} classes in {params.data.path}: {counts}")
+            return
+        spec = get_dataset(name)
         if spec.bundled:
-            write_arrays(staging / f"{spec.name}.npz", **load_bundled_digits())
+            for key, array in load_bundled_digits().items():
+                write_array(staging / f"{spec.name}_{key}.npy", array)
         else:
             download_files(spec, staging, params.data.mirror)
-    print(f"download: {spec.name} -> {layout.RAW_DIR}")
+    print(f"download: {name} -> {layout.RAW_DIR}")
 
 
 if __name__ == "__main__":

@@ -6,9 +6,10 @@ import keras
 import mlflow
 
 from imgclf import layout, tracking
-from imgclf.artifacts import read_arrays, read_json, save_figure, write_arrays, write_json
+from imgclf.artifacts import read_json, read_part, save_figure, write_array, write_json
 from imgclf.errors import run_stage
 from imgclf.metrics import confident_mistakes, confusion, confusion_records, per_class_report, summary_metrics
+from imgclf.model import predict_proba
 from imgclf.plots import confusion_figure, image_grid_figure, prediction_captions
 
 MISTAKES_SHOWN = 25
@@ -16,11 +17,11 @@ MISTAKES_SHOWN = 25
 
 def main() -> None:
     info = read_json(layout.MODEL_INFO)
-    test = read_arrays(layout.split_file("test"))
-    class_names = test["class_names"].tolist()
+    x_test, y_true = read_part(layout.SPLIT_DIR, "test")
+    class_names = read_json(layout.meta_file(layout.SPLIT_DIR))["class_names"]
     model = keras.models.load_model(layout.MODEL, safe_mode=True)
-    probs = model.predict(test["x"], batch_size=256, verbose=0)
-    y_true, y_pred = test["y"], probs.argmax(axis=1)
+    probs = predict_proba(model, x_test)
+    y_pred = probs.argmax(axis=1)
 
     summary = summary_metrics(y_true, probs)
     report = per_class_report(y_true, y_pred, class_names)
@@ -31,9 +32,9 @@ def main() -> None:
     write_json(layout.EVAL_METRICS, summary)
     write_json(layout.CLASS_REPORT, report)
     write_json(layout.CONFUSION, confusion_records(y_true, y_pred, class_names))
-    write_arrays(layout.PREDICTIONS, probs=probs, y=y_true)
+    write_array(layout.PREDICTIONS, probs)
     save_figure(layout.CONFUSION_PNG, confusion_figure(matrix, class_names))
-    save_figure(layout.MISTAKES_PNG, image_grid_figure(test["x"][mistakes], titles, colors,
+    save_figure(layout.MISTAKES_PNG, image_grid_figure(x_test[mistakes], titles, colors,
                                                        title="Most confident mistakes"))
 
     run_id = info["mlflow_run_id"]

@@ -1,20 +1,67 @@
-"""Stage preprocess: decode data/raw and normalize pixels to [0, 1]."""
+"""Stage preprocess: decode data/raw (or the listed photos) into normalized arrays in data/processed."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
 
 from imgclf import layout
-from imgclf.artifacts import write_arrays
+from imgclf.artifacts import RowWriter, atomic_dir, read_json, write_json, write_part
 from imgclf.datasets import get_dataset
-from imgclf.errors import run_stage
-from imgclf.params import load_params
-from imgclf.preprocess import load_raw, prepare_arrays
+from imgclf.errors import PipelineError, run_stage
+from imgclf.folders import from_manifest
+from imgclf.params import DataParams, load_params
+from imgclf.preprocess import decode_images, load_raw, prepare_arrays
 
 
 def main() -> None:
     params = load_params(layout.PARAMS)
-    spec = get_dataset(params.data.dataset)
-    arrays = prepare_arrays(spec, load_raw(spec, layout.RAW_DIR))
-    write_arrays(layout.PROCESSED, **arrays)
-    sizes = {k: v.shape for k, v in arrays.items() if k.startswith("x_")}
-    print(f"preprocess: {spec.name} {sizes} -> {layout.PROCESSED}")
+    with atomic_dir(layout.PROCESSED_DIR) as out:
+        if params.data.dataset == "image_folder":
+            meta = _decode_folder(params.data, out)
+        else:
+            spec = get_dataset(params.data.dataset)
+            arrays = prepare_arrays(spec, load_raw(spec, layout.RAW_DIR))
+            parts = [part for part in ("train", "test") if f"x_{part}" in arrays]
+            for part in parts:
+                write_part(out, part, arrays[f"x_{part}"], arrays[f"y_{part}"])
+            meta = {"class_names": list(spec.class_names), "parts": parts, "skipped": []}
+        write_json(layout.meta_file(out), meta)
+    print(f"preprocess: {params.data.dataset} parts {meta['parts']}, {len(meta['skipped'])} file(s) skipped "
+          f"-> {layout.PROCESSED_DIR}")
+
+
+def _decode_folder(data: DataParams, out: Path) -> dict:
+    """Decode every listed photo once into <part>_x.npy row by row (memory stays bounded)."""
+    folder = from_manifest(read_json(layout.RAW_DIR / "manifest.json"))
+    channels = 3 if data.color_mode == "rgb" else 1
+    skipped: list[str] = []
+    for part, files in folder.files.items():
+        part = "train" if part == "all" else part
+        x_path, y_path = layout.part_files(out, part)
+        images = RowWriter(x_path, (*data.image_size, channels))
+        labels = RowWriter(y_path, (), dtype=np.int64)
+        counts = np.zeros(len(folder.class_names), np.int64)
+        for (path, label), image in zip(files, decode_images([p for p, _ in files], data.image_size, channels)):
+            if isinstance(image, Exception):
+                skipped.append(f"{path}: {image}")
+                if data.on_bad_image == "skip":
+                    print(f"warning: skipping {path}: {image}", file=sys.stderr)
+                continue
+            images.append(image)
+            labels.append(label)
+            counts[label] += 1
+        images.close()
+        labels.close()
+        if data.on_bad_image == "skip" and counts.min() == 0:
+            empty = [name for name, n in zip(folder.class_names, counts) if n == 0]
+            raise PipelineError(f"no readable image left in class {', '.join(empty)} of the {part} split; "
+                                "add images to it or remove the class folder")
+    if skipped and data.on_bad_image == "fail":
+        raise PipelineError(f"{len(skipped)} file(s) are not readable images (data.on_bad_image = fail):\n  "
+                            + "\n  ".join(skipped) + "\nfix: remove or replace them, or set data.on_bad_image: skip")
+    parts = sorted({"train" if p == "all" else p for p in folder.files}, key=["train", "val", "test"].index)
+    return {"class_names": list(folder.class_names), "parts": parts, "skipped": skipped}
 
 
 if __name__ == "__main__":

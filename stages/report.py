@@ -1,7 +1,9 @@
 """Stage report: render reports/report.html (self-contained) and its Markdown twin."""
 
+import numpy as np
+
 from imgclf import layout
-from imgclf.artifacts import atomic_dir, read_arrays, read_json, save_figure, write_text
+from imgclf.artifacts import atomic_dir, read_array, read_json, read_part, save_figure, write_text
 from imgclf.errors import run_stage
 from imgclf.history import read_history
 from imgclf.metrics import confident_mistakes
@@ -15,8 +17,9 @@ MISTAKE_ROWS = 10
 
 def main() -> None:
     params = flatten(load_params(layout.PARAMS))
-    test, predictions = read_arrays(layout.split_file("test")), read_arrays(layout.PREDICTIONS)
-    class_names, probs, y = test["class_names"].tolist(), predictions["probs"], predictions["y"]
+    x_test, y = read_part(layout.SPLIT_DIR, "test")
+    class_names = read_json(layout.meta_file(layout.SPLIT_DIR))["class_names"]
+    probs = np.asarray(read_array(layout.PREDICTIONS))
     mistakes = [
         {"index": int(i), "true": class_names[y[i]], "predicted": class_names[probs[i].argmax()],
          "confidence": float(probs[i].max())}
@@ -25,7 +28,7 @@ def main() -> None:
     with atomic_dir(layout.REPORT_DIR) as out:
         save_figure(out / "learning_curves.png", learning_curves_figure(read_history(layout.HISTORY)))
         titles, colors = prediction_captions(y[:GRID], probs[:GRID], class_names)
-        save_figure(out / "predictions.png", image_grid_figure(test["x"][:GRID], titles, colors))
+        save_figure(out / "predictions.png", image_grid_figure(np.asarray(x_test[:GRID]), titles, colors))
         images = {"curves": out / "learning_curves.png", "predictions": out / "predictions.png",
                   "augmentation": layout.AUGMENTATION_PNG, "confusion": layout.CONFUSION_PNG,
                   "mistakes": layout.MISTAKES_PNG}

@@ -1,23 +1,41 @@
-"""Stage split: stratified, seeded train / val / test; counts to metrics/split.json."""
+"""Stage split: stratified, seeded train / val / test into data/split; counts to metrics/split.json."""
+
+import numpy as np
 
 from imgclf import layout
-from imgclf.artifacts import read_arrays, write_arrays, write_json
+from imgclf.artifacts import RowWriter, atomic_dir, read_json, read_part, write_json
 from imgclf.errors import run_stage
 from imgclf.params import load_params
-from imgclf.split import split_stratified, summarize_splits
+from imgclf.split import describe_source, plan_splits, summarize_splits
+
+CHUNK = 1024  # rows copied at a time: memory stays bounded however large the data
 
 
 def main() -> None:
     params = load_params(layout.PARAMS)
-    arrays = read_arrays(layout.PROCESSED)
-    class_names = arrays["class_names"]
-    splits = split_stratified(arrays, params.split.val_fraction, params.split.test_fraction, params.seed)
-    for name, (x, y) in splits.items():
-        write_arrays(layout.split_file(name), x=x, y=y, class_names=class_names)
-    test_source = "source" if "x_test" in arrays else "carved"
-    summary = summarize_splits(splits, class_names.tolist(), test_source)
+    meta = read_json(layout.meta_file(layout.PROCESSED_DIR))
+    parts = {part: read_part(layout.PROCESSED_DIR, part) for part in meta["parts"]}
+    plan = plan_splits({p: y for p, (_, y) in parts.items()}, params.split.val_fraction,
+                       params.split.test_fraction, params.seed)
+    with atomic_dir(layout.SPLIT_DIR) as out:
+        for name, (part, rows) in plan.items():
+            x, y = parts[part]
+            _copy_rows(x, rows, layout.part_files(out, name)[0])
+            np.save(layout.part_files(out, name)[1], y[rows])
+        write_json(layout.meta_file(out), {"class_names": meta["class_names"]})
+    labels = {name: parts[part][1][rows] for name, (part, rows) in plan.items()}
+    summary = summarize_splits(labels, meta["class_names"], describe_source(meta["parts"]), len(meta["skipped"]))
     write_json(layout.SPLIT_METRICS, summary)
-    print(f"split: train {summary['train']}, val {summary['val']}, test {summary['test']} ({test_source} test split)")
+    how = {"folders": "the train/validation/test folders as given", "source": "the source's own test split",
+           "carved": "a carved test split"}[summary["test_source"]]
+    print(f"split: train {summary['train']}, val {summary['val']}, test {summary['test']} (using {how})")
+
+
+def _copy_rows(x: np.ndarray, rows: np.ndarray, path) -> None:
+    writer = RowWriter(path, x.shape[1:], dtype=x.dtype)
+    for start in range(0, len(rows), CHUNK):
+        writer.extend(x[rows[start:start + CHUNK]])
+    writer.close()
 
 
 if __name__ == "__main__":

@@ -2,11 +2,12 @@
 
 import mlflow
 import mlflow.keras
+import numpy as np
 import tensorflow as tf
 from mlflow.models import infer_signature
 
 from imgclf import layout, tracking
-from imgclf.artifacts import atomic_path, read_arrays, save_figure, write_json, write_text
+from imgclf.artifacts import atomic_path, read_json, read_part, save_figure, write_json, write_text
 from imgclf.errors import run_stage
 from imgclf.history import rows_to_csv
 from imgclf.logreg import train_logreg
@@ -19,29 +20,29 @@ PREVIEW_IMAGES = 6
 
 def main() -> None:
     params = load_params(layout.PARAMS)
-    train, val = read_arrays(layout.split_file("train")), read_arrays(layout.split_file("val"))
-    class_names = train["class_names"].tolist()
+    train, val = read_part(layout.SPLIT_DIR, "train"), read_part(layout.SPLIT_DIR, "val")
+    class_names = read_json(layout.meta_file(layout.SPLIT_DIR))["class_names"]
     experiment_id = tracking.use_experiment(params.mlflow.experiment_name)
     tags = tracking.run_tags(params.data.dataset, describe_device(), tf.__version__)
     with mlflow.start_run(experiment_id=experiment_id, run_name=tags.get("dvc.exp_name"), tags=tags) as run:
         mlflow.log_params(flatten(params))
         make_deterministic(params.seed)  # after start_run, whose random run name must not repeat
-        data, n = ((train["x"], train["y"]), (val["x"], val["y"])), len(class_names)
-        weights = class_weights(train["y"], n, params.train.class_weight)
+        n = len(class_names)
+        weights = class_weights(train[1], n, params.train.class_weight)
         if params.train.model == "logreg":
-            result = train_logreg(*data, n, params.train.logreg, weights, params.seed)
+            result = train_logreg(train, val, n, params.train.logreg, weights, params.seed)
             mlflow.log_metrics({k: v for k, v in result.rows[0].items() if k != "epoch"}, step=0)
         else:
-            result = train_network(*data, n, params.train, params.seed, [mlflow.keras.MlflowCallback()])
+            result = train_network(train, val, n, params.train, params.seed, [mlflow.keras.MlflowCallback()])
         mlflow.log_metrics({f"final_{k}": float(v) for k, v in result.summary.items()})
         if weights:
             mlflow.log_dict({class_names[c]: w for c, w in weights.items()}, "class_weights.json")
         with atomic_path(layout.MODEL, suffix=".keras") as tmp:
             result.model.save(tmp)
-        sample = train["x"][:4]
+        sample = np.asarray(train[0][:4])
         mlflow.keras.log_model(result.model, name="model", pip_requirements=[f"tensorflow=={tf.__version__}"],
                                signature=infer_signature(sample, result.model.predict(sample, verbose=0)))
-        preview = augmentation_preview(train["x"][:PREVIEW_IMAGES], params.train.augmentation, params.seed)
+        preview = augmentation_preview(np.asarray(train[0][:PREVIEW_IMAGES]), params.train.augmentation, params.seed)
         save_figure(layout.AUGMENTATION_PNG, augmentation_figure(preview))
         write_text(layout.HISTORY, rows_to_csv(result.rows))
         write_json(layout.TRAIN_METRICS, result.summary)
@@ -49,7 +50,7 @@ def main() -> None:
             "dataset": params.data.dataset,
             "model": params.train.model,
             "class_names": class_names,
-            "input_shape": list(train["x"].shape[1:]),
+            "input_shape": list(train[0].shape[1:]),
             "class_weights": {class_names[c]: w for c, w in weights.items()} if weights else None,
             "mlflow_run_id": run.info.run_id,
         })

@@ -65,3 +65,50 @@ def shared_mnist() -> Path:
     if not (SHARED_MNIST / "t10k-images-idx3-ubyte.gz").exists():
         pytest.skip("real MNIST test set not found at ../shared/data/mnist-t10k")
     return SHARED_MNIST
+
+
+PHOTO_CLASSES = {"bag": (40, 60, 200), "shirt": (200, 40, 40), "shoes": (40, 180, 60)}
+# training photos per class: imbalanced on purpose (shirt has three times as many as shoes)
+PHOTO_COUNTS = {"train": {"bag": 12, "shirt": 18, "shoes": 6}, "validation": {"bag": 4, "shirt": 4, "shoes": 4},
+                "test": {"bag": 5, "shirt": 5, "shoes": 5}}
+_FORMATS = [("JPEG", "RGB", ".jpg"), ("PNG", "L", ".png"), ("PNG", "RGBA", ".png"), ("PNG", "P", ".png"),
+            ("JPEG", "CMYK", ".jpg"), ("PNG", "I;16", ".png"), ("WEBP", "RGB", ".webp"), ("BMP", "RGB", ".bmp"),
+            ("GIF", "P", ".gif")]
+
+
+def photo(color, size, mode, rng):
+    """A noisy photo of one dominant color in any PIL mode."""
+    from PIL import Image
+
+    pixels = np.clip(np.array(color) + rng.normal(0, 25, (size[1], size[0], 3)), 0, 255).astype(np.uint8)
+    image = Image.fromarray(pixels, "RGB")
+    if mode == "I;16":
+        return Image.fromarray(np.asarray(image.convert("L"), np.uint16) * 257)
+    return image.convert(mode) if mode != "RGB" else image
+
+
+def make_photo_tree(root: Path, presplit: bool = True, seed: int = 0) -> dict:
+    """Class folders of photos of random sizes, modes and formats, plus the bad files a user's folder has."""
+    rng = np.random.default_rng(seed)
+    written = {}
+    for split, counts in PHOTO_COUNTS.items():
+        for name, count in counts.items():
+            folder = root / split / name if presplit else root / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                fmt, mode, ext = _FORMATS[(i + len(name)) % len(_FORMATS)]
+                size = (int(rng.integers(40, 96)), int(rng.integers(40, 96)))
+                path = folder / f"{split}-{i:02d}{ext}"
+                photo(PHOTO_CLASSES[name], size, mode, rng).save(path, fmt)
+                written[path] = name
+    train = root / "train" if presplit else root
+    # EXIF orientation 6: the stored pixels are rotated; viewers (and the pipeline) turn them upright
+    rotated = photo(PHOTO_CLASSES["bag"], (80, 50), "RGB", rng)
+    exif = rotated.getexif()
+    exif[0x0112] = 6
+    rotated.save(train / "bag" / "rotated.jpg", "JPEG", exif=exif.tobytes())
+    good = next((train / "shirt").glob("train-*.jpg")).read_bytes()
+    (train / "shirt" / "corrupt.jpg").write_bytes(good[: len(good) // 3])
+    (train / "shoes" / "notes.jpg").write_text("not a photo\n")
+    (train / "shoes" / ".DS_Store").write_bytes(b"\x00\x01hidden")
+    return written

@@ -15,19 +15,19 @@ from mlflow.tracking import MlflowClient
 
 from tests.conftest import PROJECT
 
-PROJECT_FILES = ("dvc.yaml", "params.yaml", "pyproject.toml", ".gitignore", ".dvcignore", "stages", "imgclf")
+PROJECT_FILES = ("dvc.yaml", "params.yaml", "pyproject.toml", ".gitignore", ".dvcignore", "stages", "imgclf", "photos")
 
 
-def make_project(repo: Path, **train_overrides) -> Path:
-    """Copy the project into `repo`, init git and DVC, apply train params, commit."""
+def make_project(repo: Path, params: dict | None = None) -> Path:
+    """Copy the project into `repo`, init git and DVC, set params ({"train.epochs": 2}), commit."""
     for name in PROJECT_FILES:
         source = PROJECT / name
         if source.is_dir():
             shutil.copytree(source, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy2(source, repo / name)
-    for key, value in train_overrides.items():
-        set_param(repo, f"train.{key}", value)
+    for key, value in (params or {}).items():
+        set_param(repo, key, value)
     run(repo, "git", "init", "-q")
     dvc(repo, "init", "-q")
     dvc(repo, "config", "core.analytics", "false")

@@ -1,16 +1,27 @@
 import numpy as np
 import pytest
 
-from imgclf.artifacts import atomic_dir, read_arrays, read_json, write_arrays, write_json
+from imgclf.artifacts import RowWriter, atomic_dir, read_json, read_part, write_json, write_part
 
 
 def test_writes_round_trip(tmp_path):
     write_json(tmp_path / "m" / "a.json", {"accuracy": 0.5})
     assert read_json(tmp_path / "m" / "a.json") == {"accuracy": 0.5}
-    write_arrays(tmp_path / "d.npz", x=np.arange(3), names=np.array(["a", "b"]))
-    out = read_arrays(tmp_path / "d.npz")
-    assert out["x"].tolist() == [0, 1, 2] and out["names"].tolist() == ["a", "b"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.npz", "m"]
+    write_part(tmp_path, "train", np.ones((3, 2, 2, 1), np.float32), np.arange(3))
+    x, y = read_part(tmp_path, "train")
+    assert isinstance(x, np.memmap) and x.shape == (3, 2, 2, 1) and y.tolist() == [0, 1, 2]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m", "train_x.npy", "train_y.npy"]
+
+
+def test_row_writer_streams_rows_into_one_npy_file(tmp_path):
+    writer = RowWriter(tmp_path / "x.npy", row_shape=(2,), dtype=np.int64)
+    for i in range(1500):
+        writer.append(np.array([i, -i]))
+    writer.extend(np.zeros((300, 2), np.int64))
+    writer.close()
+    rows = np.load(tmp_path / "x.npy")
+    assert rows.shape == (1800, 2) and rows[1499].tolist() == [1499, -1499] and rows[1500:].sum() == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["x.npy"]
 
 
 def test_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path):

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
-    return make_project(tmp_path_factory.mktemp("lessons"), epochs=2, hidden_units=[32])
+    return make_project(tmp_path_factory.mktemp("lessons"), {"train.epochs": 2, "train.hidden_units": [32]})
 
 
 def _run_experiment(repo, name: str, *sets: str) -> tuple[dict, object]:

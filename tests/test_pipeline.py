@@ -78,12 +78,12 @@ def test_second_repro_runs_nothing(repo):
 
 
 def test_predict_agrees_with_evaluate(repo):
-    test = np.load(repo / "data/split/test.npz")
-    probs = np.load(repo / "data/predictions/test.npz")["probs"]
+    x_test = np.load(repo / "data/split/test_x.npy")
+    probs = np.load(repo / "data/predictions/test_probs.npy")
     index = int(np.argmax(probs.max(axis=1)))  # a clear-cut image: 8-bit PNG rounding cannot flip it
-    Image.fromarray(np.round(test["x"][index, ..., 0] * 255).astype(np.uint8)).save(repo / "digit.png")
+    Image.fromarray(np.round(x_test[index, ..., 0] * 255).astype(np.uint8)).save(repo / "digit.png")
     out = run(repo, sys.executable, "-m", "imgclf.predict", "digit.png", "--top", "3").stdout
-    expected = test["class_names"][probs[index].argmax()]
+    expected = json.loads((repo / "data/split/meta.json").read_text())["class_names"][probs[index].argmax()]
     assert re.match(rf"digit\.png: {expected} \(", out), out
 
 

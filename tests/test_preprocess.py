@@ -43,3 +43,20 @@ def test_fashion_class_names_travel_with_the_data():
 def test_inconsistent_raw_arrays_are_rejected(images, labels, message):
     with pytest.raises(PipelineError, match=message):
         prepare_arrays(get_dataset("digits"), {"x_train": images, "y_train": labels})
+
+
+def test_decode_images_keeps_order_and_returns_bad_files_as_errors(tmp_path):
+    from imgclf.images import BadImageError
+    from imgclf.preprocess import decode_images
+    from tests.conftest import make_photo_tree
+
+    make_photo_tree(tmp_path, presplit=False)
+    paths = sorted(p for p in tmp_path.rglob("*") if p.is_file() and not p.name.startswith("."))
+    for workers in (1, 2):
+        results = list(decode_images(paths, (16, 16), 3, workers=workers))
+        bad = [p.name for p, r in zip(paths, results) if isinstance(r, BadImageError)]
+        assert sorted(bad) == ["corrupt.jpg", "notes.jpg"]
+        assert all(r.shape == (16, 16, 3) for r in results if not isinstance(r, BadImageError))
+    serial = list(decode_images(paths, (16, 16), 3, workers=1))
+    parallel = list(decode_images(paths, (16, 16), 3, workers=2))
+    assert all(isinstance(a, BadImageError) or np.array_equal(a, b) for a, b in zip(serial, parallel))

@@ -2,49 +2,55 @@ import numpy as np
 import pytest
 
 from imgclf.errors import PipelineError
-from imgclf.split import split_stratified, summarize_splits
+from imgclf.split import describe_source, plan_splits, summarize_splits
 
 
-def _arrays(n_per_class=(40, 20, 60)):
-    y = np.concatenate([np.full(n, c) for c, n in enumerate(n_per_class)])
-    x = np.arange(len(y), dtype=np.float32).reshape(-1, 1, 1, 1)
-    return {"x_train": x, "y_train": y}
+def _labels(n_per_class=(40, 20, 60)):
+    return np.concatenate([np.full(n, c) for c, n in enumerate(n_per_class)])
 
 
 def test_carved_split_is_stratified_disjoint_and_complete():
-    splits = split_stratified(_arrays(), val_fraction=0.25, test_fraction=0.2, seed=0)
-    sizes = {k: len(y) for k, (_, y) in splits.items()}
-    assert sizes == {"train": 72, "val": 24, "test": 24}
-    for _, y in splits.values():
+    y = _labels()
+    plan = plan_splits({"train": y}, val_fraction=0.25, test_fraction=0.2, seed=0)
+    assert list(plan) == ["train", "val", "test"]
+    assert {name: len(rows) for name, (_, rows) in plan.items()} == {"train": 72, "val": 24, "test": 24}
+    for part, rows in plan.values():
+        assert part == "train"
         # every split keeps the 2:1:3 class proportions
-        assert np.bincount(y, minlength=3).tolist() == [c * len(y) // 120 for c in (40, 20, 60)]
-    ids = np.concatenate([x.ravel() for x, _ in splits.values()])
-    assert sorted(ids.tolist()) == list(range(120))
+        assert np.bincount(y[rows], minlength=3).tolist() == [c * len(rows) // 120 for c in (40, 20, 60)]
+    everything = np.concatenate([rows for _, rows in plan.values()])
+    assert sorted(everything.tolist()) == list(range(120))
 
 
 def test_same_seed_same_split_other_seed_other_split():
-    first = split_stratified(_arrays(), 0.25, 0.2, seed=3)
-    again = split_stratified(_arrays(), 0.25, 0.2, seed=3)
-    other = split_stratified(_arrays(), 0.25, 0.2, seed=4)
-    np.testing.assert_array_equal(first["test"][0], again["test"][0])
-    assert not np.array_equal(first["test"][0], other["test"][0])
+    y = _labels()
+    first, again, other = (plan_splits({"train": y}, 0.25, 0.2, seed=s)["test"][1] for s in (3, 3, 4))
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other)
 
 
-def test_source_test_split_is_kept_as_given():
-    arrays = _arrays()
-    arrays["x_test"], arrays["y_test"] = np.ones((5, 1, 1, 1)), np.array([0, 1, 2, 0, 1])
-    splits = split_stratified(arrays, 0.25, test_fraction=0.5, seed=0)
-    assert len(splits["test"][1]) == 5
-    assert len(splits["train"][1]) + len(splits["val"][1]) == 120
+def test_source_splits_are_kept_as_given():
+    y = _labels()
+    plan = plan_splits({"train": y, "test": np.array([0, 1, 2, 0, 1])}, 0.25, test_fraction=0.5, seed=0)
+    assert plan["test"][0] == "test" and plan["test"][1].tolist() == [0, 1, 2, 3, 4]
+    assert len(plan["train"][1]) + len(plan["val"][1]) == 120
+    folders = plan_splits({"train": y, "val": y[:9], "test": y[:6]}, 0.25, 0.2, seed=0)
+    assert [folders[s][0] for s in ("train", "val", "test")] == ["train", "val", "test"]
+    assert len(folders["train"][1]) == 120
+
+
+def test_source_is_described():
+    assert describe_source(["train"]) == "carved"
+    assert describe_source(["train", "test"]) == "source"
+    assert describe_source(["train", "val", "test"]) == "folders"
 
 
 def test_summary_counts_each_class():
-    splits = split_stratified(_arrays(), 0.25, 0.2, seed=0)
-    summary = summarize_splits(splits, ["a", "b", "c"], "carved")
-    assert summary["test"] == 24 and summary["test_source"] == "carved"
-    assert summary["per_class"]["train"] == {"a": 24, "b": 12, "c": 36}
+    summary = summarize_splits({"train": np.array([0, 0, 2]), "test": np.array([1])}, ["a", "b", "c"], "carved", 2)
+    assert summary["train"] == 3 and summary["test_source"] == "carved" and summary["skipped_images"] == 2
+    assert summary["per_class"]["train"] == {"a": 2, "b": 0, "c": 1}
 
 
 def test_too_few_samples_for_a_stratified_split_is_a_clear_error():
     with pytest.raises(PipelineError, match="split.test_fraction"):
-        split_stratified(_arrays((1, 5, 5)), 0.2, 0.2, seed=0)
+        plan_splits({"train": _labels((1, 5, 5))}, 0.2, 0.2, seed=0)

@@ -44,13 +44,13 @@ def test_tags_name_the_dvc_experiment_and_the_device(project, monkeypatch):
 
 def test_a_failed_training_run_is_marked_failed(project, monkeypatch):
     from imgclf import layout
-    from imgclf.artifacts import write_arrays
+    from imgclf.artifacts import write_json, write_part
     from stages import train
 
     (project.parent / "copy" / "params.yaml").write_text("train:\n  epochs: 1\n")
     for name in ("train", "val"):
-        write_arrays(layout.split_file(name), x=np.zeros((4, 2, 2, 1), np.float32), y=np.array([0, 1, 0, 1]),
-                     class_names=np.array(["a", "b"]))
+        write_part(layout.SPLIT_DIR, name, np.zeros((4, 2, 2, 1), np.float32), np.array([0, 1, 0, 1]))
+    write_json(layout.meta_file(layout.SPLIT_DIR), {"class_names": ["a", "b"]})
 
     def broken_fit(*args, **kwargs):
         raise RuntimeError("out of memory")

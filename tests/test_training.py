@@ -143,3 +143,22 @@ def test_keras_history_has_the_learning_rate():
     result = _train()
     assert set(result.rows[0]) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"}
     assert isinstance(result.model, keras.Model)
+
+
+def test_large_splits_stream_from_disk_in_the_same_order(tmp_path, monkeypatch):
+    from imgclf import training
+    from imgclf.artifacts import read_part, write_part
+
+    (x, y), _ = _data()
+    write_part(tmp_path, "train", x, y)
+    mapped = read_part(tmp_path, "train")
+    in_memory = [b for b in make_dataset(mapped, 16, 3, "sparse", shuffle_seed=3)]
+    monkeypatch.setattr(training, "IN_MEMORY_BYTES", 0)
+    streamed = [b for b in make_dataset(mapped, 16, 3, "one_hot", shuffle_seed=3)]
+    assert len(streamed) == len(in_memory) == 5
+    for (xa, ya), (xb, yb) in zip(in_memory, streamed):
+        np.testing.assert_array_equal(xa.numpy(), xb.numpy())
+        np.testing.assert_array_equal(np.eye(3)[ya.numpy()], yb.numpy())
+    make_deterministic(0)
+    result = train_network(mapped, mapped, 3, TrainParams(hidden_units=(8,), epochs=2), 0)
+    assert result.summary["epochs_run"] == 2

@@ -1,0 +1,53 @@
+import pytest
+
+from imgclf.errors import PipelineError
+from imgclf.folders import from_manifest, scan_image_folder, to_manifest
+from tests.conftest import PHOTO_COUNTS, make_photo_tree
+
+
+def test_presplit_tree_uses_its_folders_and_ignores_hidden_files(tmp_path):
+    make_photo_tree(tmp_path, presplit=True)
+    dataset = scan_image_folder(tmp_path)
+    assert dataset.presplit and dataset.class_names == ("bag", "shirt", "shoes")
+    assert set(dataset.files) == {"train", "val", "test"}
+    # the rotated photo and the two bad files are listed; .DS_Store is not
+    assert len(dataset.files["train"]) == sum(PHOTO_COUNTS["train"].values()) + 3
+    assert not [p for p, _ in dataset.files["train"] if p.name.startswith(".")]
+    assert {label for _, label in dataset.files["test"]} == {0, 1, 2}
+
+
+def test_flat_tree_is_one_pool_to_split(tmp_path):
+    make_photo_tree(tmp_path, presplit=False)
+    dataset = scan_image_folder(tmp_path)
+    assert not dataset.presplit and list(dataset.files) == ["all"]
+    assert from_manifest(to_manifest(dataset, tmp_path)) == dataset
+
+
+def test_val_folder_name_is_accepted(tmp_path):
+    make_photo_tree(tmp_path, presplit=True)
+    (tmp_path / "validation").rename(tmp_path / "val")
+    assert set(scan_image_folder(tmp_path).files) == {"train", "val", "test"}
+
+
+@pytest.mark.parametrize(
+    ("breakage", "message"),
+    [
+        (lambda root: None, "is not a folder"),
+        (lambda root: (root / "only").mkdir(parents=True), "needs at least two"),
+        (lambda root: [(root / c).mkdir(parents=True) for c in ("a", "b")], "class folder .*a is empty"),
+    ],
+)
+def test_unusable_folders_fail_before_any_work(tmp_path, breakage, message):
+    root = tmp_path / "photos"
+    breakage(root)
+    with pytest.raises(PipelineError, match=message):
+        scan_image_folder(root)
+
+
+def test_class_missing_from_one_split_is_named(tmp_path):
+    make_photo_tree(tmp_path, presplit=True)
+    for f in (tmp_path / "test" / "shoes").iterdir():
+        f.unlink()
+    (tmp_path / "test" / "shoes").rmdir()
+    with pytest.raises(PipelineError, match="shoes missing from .*test"):
+        scan_image_folder(tmp_path)

@@ -1,0 +1,51 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from imgclf.images import BadImageError, load_image
+from tests.conftest import photo
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "LA", "RGBA", "P", "CMYK", "I;16"])
+def test_every_mode_becomes_rgb_or_gray_in_unit_range(tmp_path, mode):
+    rng = np.random.default_rng(0)
+    image = photo((200, 40, 40), (50, 30), "RGB", rng)
+    image = photo((200, 40, 40), (50, 30), "I;16", rng) if mode == "I;16" else image.convert(mode)
+    path = tmp_path / ("x.png" if mode != "CMYK" else "x.jpg")
+    image.save(path)
+    rgb, gray = load_image(path, (16, 24), 3), load_image(path, (16, 24), 1)
+    assert rgb.shape == (16, 24, 3) and gray.shape == (16, 24, 1)
+    assert rgb.dtype == np.float32 and 0 <= rgb.min() and rgb.max() <= 1
+    if mode in ("RGB", "RGBA", "P", "CMYK"):
+        assert rgb[..., 0].mean() > rgb[..., 1].mean() + 0.3  # still red
+    if mode == "I;16":
+        # 16-bit values are scaled, not clipped to white: a mid-gray red photo stays mid-gray
+        assert 0.2 < gray.mean() < 0.6
+
+
+def test_transparent_pixels_become_white(tmp_path):
+    Image.new("RGBA", (10, 10), (255, 0, 0, 0)).save(tmp_path / "clear.png")
+    assert load_image(tmp_path / "clear.png", (10, 10), 3).min() == 1.0
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    pixels = np.zeros((20, 40, 3), np.uint8)
+    pixels[:, :20] = 255  # left half white as stored
+    image = Image.fromarray(pixels)
+    exif = image.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    image.save(tmp_path / "rotated.jpg", exif=exif.tobytes(), quality=95)
+    upright = load_image(tmp_path / "rotated.jpg", (40, 20), 1)[..., 0]
+    assert upright.shape == (40, 20)
+    assert upright[:18].mean() > 0.9 and upright[22:].mean() < 0.1  # the white half is now on top
+
+
+@pytest.mark.parametrize(("content", "why"), [(b"not an image", "cannot identify"), (None, "truncated")])
+def test_unreadable_files_raise_bad_image(tmp_path, content, why):
+    path = tmp_path / "photo.jpg"
+    if content is None:
+        Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(path, quality=95)
+        content = path.read_bytes()[:300]
+    path.write_bytes(content)
+    with pytest.raises(BadImageError, match=f"(?i)cannot read .*photo.jpg.*{why}"):
+        load_image(path, (8, 8), 3)

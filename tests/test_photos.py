@@ -1,0 +1,116 @@
+"""The clothing-classifier track end to end: a folder of photos through dvc repro, cnn and transfer."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from imgclf.folders import scan_image_folder
+from tests.conftest import PHOTO_COUNTS, make_photo_tree
+from tests.dvc_project import dvc, experiments, make_project, mlflow_runs, run, set_param, stages_run
+
+pytestmark = pytest.mark.slow
+
+SMALL_CNN = {"data.dataset": "image_folder", "data.image_size": [32, 32], "train.model": "cnn",
+             "train.epochs": 8, "train.learning_rate": 0.005, "train.cnn.filters": [8, 16],
+             "train.cnn.dense_units": [32]}
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("photos")
+    make_photo_tree(root / "presplit", presplit=True)
+    make_photo_tree(root / "flat", presplit=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory, photos):
+    repo = make_project(tmp_path_factory.mktemp("shop"), {**SMALL_CNN, "data.path": str(photos / "presplit")})
+    result = dvc(repo, "repro")
+    assert stages_run(result) == {"download", "preprocess", "split", "train", "evaluate", "report"}
+    assert "skipping" in result.stderr + result.stdout and "corrupt.jpg" in result.stderr + result.stdout
+    return repo
+
+
+def test_presplit_photos_train_a_cnn_and_skip_bad_files(repo):
+    split = json.loads((repo / "metrics/split.json").read_text())
+    assert split["test_source"] == "folders" and split["skipped_images"] == 2
+    # every good training photo plus the EXIF-rotated one; the corrupt and the text file are skipped
+    assert split["train"] == sum(PHOTO_COUNTS["train"].values()) + 1
+    assert split["test"] == sum(PHOTO_COUNTS["test"].values())
+    assert split["per_class"]["train"] == {"bag": 13, "shirt": 18, "shoes": 6}
+    x = np.load(repo / "data/split/train_x.npy", mmap_mode="r")
+    assert x.shape[1:] == (32, 32, 3) and x.dtype == np.float32
+    confusion = json.loads((repo / "plots/confusion.json").read_text())
+    assert {r["actual"] for r in confusion} == {"bag", "shirt", "shoes"}
+    html = (repo / "reports/report.html").read_text()
+    assert "image_folder, cnn" in html and "<td>shoes</td>" in html
+    assert dvc(repo, "status").stdout.strip() == "Data and pipelines are up to date."
+
+
+def test_fail_mode_lists_the_bad_files_and_writes_nothing(repo):
+    set_param(repo, "data.on_bad_image", "fail")
+    result = dvc(repo, "repro", check=False)
+    assert result.returncode != 0
+    message = result.stdout + result.stderr
+    assert "2 file(s) are not readable images" in message
+    assert "corrupt.jpg" in message and "notes.jpg" in message and "data.on_bad_image: skip" in message
+    assert not (repo / "data/processed").exists()
+    assert not list((repo / "data").glob(".processed*"))  # no staging folder left behind
+    run(repo, "git", "checkout", "-q", "--", "params.yaml")
+    assert stages_run(dvc(repo, "repro")) <= {"preprocess"}  # restored from the cache, or rerun
+
+
+def test_predict_on_a_new_size_and_mode_agrees_with_evaluate(repo, photos):
+    probs = np.load(repo / "data/predictions/test_probs.npy")
+    files = scan_image_folder(photos / "presplit").files["test"]
+    index = int(np.argmax(probs.max(axis=1)))
+    class_names = json.loads((repo / "data/split/meta.json").read_text())["class_names"]
+    with Image.open(files[index][0]) as original:
+        original.convert("RGBA").resize((101, 67)).save(repo / "upload.png")
+    out = run(repo, sys.executable, "-m", "imgclf.predict", "upload.png", "--top", "2",
+              "--json", "answers.json").stdout
+    expected = class_names[int(probs[index].argmax())]
+    assert re.match(rf"upload\.png: {expected} \(", out), out
+    answers = json.loads((repo / "answers.json").read_text())
+    assert answers["upload.png"][0]["class"] == expected and len(answers["upload.png"]) == 2
+
+
+def test_transfer_with_balanced_class_weights(repo, tmp_path):
+    dvc(repo, "exp", "run", "-n", "transfer", "-S", "train.model=transfer", "-S", "train.transfer.weights=none",
+        "-S", "train.transfer.backbone=mobilenet_v2", "-S", "train.class_weight=balanced", "-S", "train.epochs=1")
+    row = experiments(repo)["transfer"]
+    assert row["params"]["params.yaml"]["data"]["train"]["model"] == "transfer"
+    client, runs = mlflow_runs(repo)
+    (tracked,) = [r for r in runs if r.data.tags.get("dvc.exp_name") == "transfer"]
+    weights = json.loads(Path(client.download_artifacts(tracked.info.run_id, "class_weights.json",
+                                                        str(tmp_path))).read_text())
+    assert weights["shoes"] > weights["bag"] > weights["shirt"]  # 6, 13 and 18 training photos
+    assert tracked.data.params["train.class_weight"] == "balanced"
+    html = (repo / "reports/report.html").read_text()
+    assert "<th>class weight</th>" in html and "transfer" in html
+    info = json.loads((repo / "models/model.json").read_text())
+    assert info["model"] == "transfer" and info["class_weights"]["shoes"] == pytest.approx(weights["shoes"])
+    out = run(repo, sys.executable, "-m", "imgclf.predict", "upload.png").stdout  # the saved model reloads
+    assert out.startswith("upload.png: ") and out.count("(") == 3
+
+
+def test_flat_folder_is_split_stratified(repo, photos):
+    run(repo, "git", "checkout", "-q", "--", "params.yaml")
+    dvc(repo, "exp", "run", "-n", "flat", "-S", f"data.path={photos / 'flat'}")
+    split = json.loads((repo / "metrics/split.json").read_text())
+    assert split["test_source"] == "carved" and split["skipped_images"] == 2
+    total = {c: sum(PHOTO_COUNTS[s][c] for s in PHOTO_COUNTS) for c in ("bag", "shirt", "shoes")}
+    total["bag"] += 1  # the rotated photo
+    for part in ("train", "val", "test"):
+        counts = split["per_class"][part]
+        share = split[part] / sum(total.values())
+        for name, n in counts.items():
+            assert abs(n - total[name] * share) <= 1.5, (part, name, n)
