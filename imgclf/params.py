@@ -151,6 +151,7 @@ class TrainParams:
     )
     epochs: int = field(default=30, metadata=_check(lambda v: v >= 1, "an integer >= 1"))
     class_weight: Literal["none", "balanced"] = "none"
+    distribute: Literal["auto", "none", "mirrored", "multi_worker"] = "auto"
     augmentation: AugmentationParams = AugmentationParams()
     callbacks: CallbackParams = CallbackParams()
     logreg: LogregParams = LogregParams()
@@ -161,6 +162,9 @@ class TrainParams:
 @dataclass(frozen=True)
 class MlflowParams:
     experiment_name: str = field(default="image-classifier", metadata=_check(bool, "a non-empty name"))
+    # When set, each trained model is also registered under this name in the model registry.
+    register_model: str | None = field(default=None, metadata=_check(lambda v: v is None or bool(v),
+                                                                     "a model name, or null"))
 
 
 @dataclass(frozen=True)

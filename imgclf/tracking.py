@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import random
 import subprocess
+import time
 from pathlib import Path
 
 import mlflow
+from mlflow.exceptions import MlflowException
+from sqlalchemy.exc import SQLAlchemyError
 
 LOCAL_DB = "mlflow.db"
 LOCAL_ARTIFACTS = "mlartifacts"
@@ -22,28 +26,42 @@ def tracking_uri(root: Path) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root / LOCAL_DB}"
 
 
-def use_experiment(name: str) -> str:
+def use_experiment(name: str, attempts: int = 5) -> str:
     """Point MLflow at the project's store and return the id of experiment `name`, creating it."""
     root = project_root()
     uri = tracking_uri(root)
     mlflow.set_tracking_uri(uri)
-    experiment = mlflow.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
     # Pin artifacts to the real root: a default relative location would land inside
     # the temporary copy of `dvc exp run --temp` and vanish with it.
     location = (root / LOCAL_ARTIFACTS).as_uri() if uri.startswith("sqlite:") else None
-    return mlflow.create_experiment(name, artifact_location=location)
+    for attempt in range(attempts):
+        try:
+            experiment = mlflow.get_experiment_by_name(name)
+            if experiment is not None:
+                return experiment.experiment_id
+            return mlflow.create_experiment(name, artifact_location=location)
+        except (MlflowException, SQLAlchemyError):
+            # Queued experiments start side by side: another worker may be creating the
+            # store's tables or this experiment right now. Look again.
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 + random.random())
+    raise AssertionError("unreachable")
 
 
-def find_run(run_id: str) -> bool:
-    """Point MLflow at the project's store; say whether it holds run `run_id` (to resume it)."""
+def find_run(run_id: str):
+    """Point MLflow at the project's store; the run `run_id` there (to resume it), or None."""
     mlflow.set_tracking_uri(tracking_uri(project_root()))
     try:
-        mlflow.get_run(run_id)
-    except mlflow.exceptions.MlflowException:
-        return False
-    return True
+        return mlflow.get_run(run_id)
+    except MlflowException:
+        return None
+
+
+def restored_from_run_cache(run) -> bool:
+    """Whether this DVC experiment reuses a model trained for another one (DVC's run-cache)."""
+    exp_name = os.environ.get("DVC_EXP_NAME")
+    return bool(exp_name) and run.data.tags.get("dvc.exp_name") != exp_name
 
 
 def run_tags(dataset: str, device: str, framework_version: str) -> dict[str, str]:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
@@ -12,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 from sklearn.utils.class_weight import compute_class_weight
 
+from imgclf.errors import PipelineError
 from imgclf.history import best_epoch, history_rows
 from imgclf.model import build_model, compile_model
 from imgclf.params import AugmentationParams, CallbackParams, TrainParams
@@ -24,6 +26,26 @@ class TrainResult:
     model: keras.Model
     rows: list[dict]  # one per epoch, for plots/history.csv
     summary: dict  # for metrics/train.json
+    tags: dict = field(default_factory=dict)  # for the MLflow run
+
+
+def make_strategy(mode: str) -> tf.distribute.Strategy:
+    """TensorFlow's distribution strategy for train.distribute (auto: what the machine offers)."""
+    multi_worker = "TF_CONFIG" in os.environ
+    if mode == "multi_worker" and not multi_worker:
+        raise PipelineError("train.distribute = multi_worker needs TF_CONFIG (the cluster and this worker's task) "
+                            "in the environment; set it on every worker, or use train.distribute: auto")
+    if mode == "multi_worker" or (mode == "auto" and multi_worker):
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if mode == "mirrored" or (mode == "auto" and len(tf.config.list_logical_devices("GPU")) > 1):
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()  # the default: one device
+
+
+def describe_strategy(strategy: tf.distribute.Strategy) -> dict[str, str]:
+    name = type(strategy).__name__.lstrip("_")
+    return {"distribute.strategy": "none" if name.startswith("Default") else name,
+            "distribute.replicas": str(strategy.num_replicas_in_sync)}
 
 
 def make_deterministic(seed: int) -> None:
@@ -131,7 +153,9 @@ def train_network(train: Arrays, val: Arrays, n_classes: int, params: TrainParam
     """Build, compile and fit the network; the returned model is the checkpointed best when enabled."""
     batch_size = resolve_batch_size(params.batch_size, len(train[1]))
     steps = math.ceil(len(train[1]) / batch_size)
-    model = compile_model(build_model(train[0].shape[1:], n_classes, params), params, steps)
+    strategy = make_strategy(params.distribute)
+    with strategy.scope():  # variables are created once per replica; batch_size is the global batch
+        model = compile_model(build_model(train[0].shape[1:], n_classes, params), params, steps)
     augment = build_augmentation(params.augmentation, seed)
     train_ds = make_dataset(train, batch_size, n_classes, params.labels, shuffle_seed=seed, augment=augment)
     val_ds = make_dataset(val, max(batch_size, 256), n_classes, params.labels)
@@ -142,12 +166,12 @@ def train_network(train: Arrays, val: Arrays, n_classes: int, params: TrainParam
         history = model.fit(train_ds, validation_data=val_ds, epochs=params.epochs, callbacks=callbacks,
                             class_weight=class_weights(train[1], n_classes, params.class_weight),
                             shuffle=False, verbose=2)
-        steps_taken = int(model.optimizer.iterations)
+        steps_taken = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
         if best.exists():
             model.load_weights(best)
     rows = history_rows(history.history)
     val_loss, val_accuracy = model.evaluate(val_ds, verbose=0)
-    return TrainResult(model, rows, {
+    return TrainResult(model, rows, tags=describe_strategy(strategy), summary={
         "epochs_run": len(rows),
         "optimizer_steps": steps_taken,
         "best_epoch": best_epoch(rows, _monitor(params.callbacks)),

@@ -38,7 +38,11 @@ def main() -> None:
                                                        title="Most confident mistakes"))
 
     run_id = info["mlflow_run_id"]
-    if tracking.find_run(run_id):
+    run = tracking.find_run(run_id)
+    if run and tracking.restored_from_run_cache(run):
+        print(f"note: DVC restored this model from its run-cache; it was trained in MLflow run {run_id} "
+              f"({run.data.tags.get('dvc.exp_name') or 'a plain dvc repro'}), which gets these test metrics")
+    if run:
         with mlflow.start_run(run_id=run_id):
             mlflow.log_metrics({f"test_{k}": v for k, v in summary.items()})
             mlflow.log_dict(report, "evaluation/classification_report.json")

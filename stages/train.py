@@ -35,13 +35,15 @@ def main() -> None:
         else:
             result = train_network(train, val, n, params.train, params.seed, [mlflow.keras.MlflowCallback()])
         mlflow.log_metrics({f"final_{k}": float(v) for k, v in result.summary.items()})
+        mlflow.set_tags(result.tags)
         if weights:
             mlflow.log_dict({class_names[c]: w for c, w in weights.items()}, "class_weights.json")
         with atomic_path(layout.MODEL, suffix=".keras") as tmp:
             result.model.save(tmp)
         sample = np.asarray(train[0][:4])
         mlflow.keras.log_model(result.model, name="model", pip_requirements=[f"tensorflow=={tf.__version__}"],
-                               signature=infer_signature(sample, result.model.predict(sample, verbose=0)))
+                               signature=infer_signature(sample, result.model.predict(sample, verbose=0)),
+                               registered_model_name=params.mlflow.register_model)
         preview = augmentation_preview(np.asarray(train[0][:PREVIEW_IMAGES]), params.train.augmentation, params.seed)
         save_figure(layout.AUGMENTATION_PNG, augmentation_figure(preview))
         write_text(layout.HISTORY, rows_to_csv(result.rows))
@@ -54,7 +56,7 @@ def main() -> None:
             "class_weights": {class_names[c]: w for c, w in weights.items()} if weights else None,
             "mlflow_run_id": run.info.run_id,
         })
-    print(f"train: {result.summary} (MLflow run {run.info.run_id})")
+    print(f"train: {result.summary} {result.tags} (MLflow run {run.info.run_id})")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ from mlflow.tracking import MlflowClient
 
 from tests.conftest import PROJECT
 
-PROJECT_FILES = ("dvc.yaml", "params.yaml", "pyproject.toml", ".gitignore", ".dvcignore", "stages", "imgclf", "photos")
+PROJECT_FILES = ("dvc.yaml", "params.yaml", "pyproject.toml", ".gitignore", ".dvcignore", "stages", "imgclf", "photos",
+                 "scripts")
 
 
 def make_project(repo: Path, params: dict | None = None) -> Path:
@@ -35,24 +36,25 @@ def make_project(repo: Path, params: dict | None = None) -> Path:
     return repo
 
 
-def env() -> dict[str, str]:
+def env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """This interpreter's environment first on PATH (dvc runs `python -m stages...`); no outside MLflow/DVC."""
     out = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
+    out.update(extra or {})
     out["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{out.get('PATH', '')}"
     out.update(GIT_AUTHOR_NAME="test", GIT_AUTHOR_EMAIL="test@example.invalid",
                GIT_COMMITTER_NAME="test", GIT_COMMITTER_EMAIL="test@example.invalid")
     return out
 
 
-def run(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(list(args), cwd=repo, env=env(), capture_output=True, text=True, timeout=900)
+def run(repo: Path, *args: str, check: bool = True, extra_env: dict | None = None) -> subprocess.CompletedProcess:
+    result = subprocess.run(list(args), cwd=repo, env=env(extra_env), capture_output=True, text=True, timeout=900)
     if check and result.returncode != 0:
         raise AssertionError(f"{args} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result
 
 
-def dvc(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return run(repo, sys.executable, "-m", "dvc", *args, check=check)
+def dvc(repo: Path, *args: str, check: bool = True, extra_env: dict | None = None) -> subprocess.CompletedProcess:
+    return run(repo, sys.executable, "-m", "dvc", *args, check=check, extra_env=extra_env)
 
 
 def commit(repo: Path, message: str) -> None:

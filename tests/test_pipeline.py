@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import sys
 
 import numpy as np
@@ -93,7 +94,7 @@ def test_same_params_give_identical_metrics(repo):
     dvc(repo, "repro", "--force", "--single-item", "evaluate")
     after = {p: (repo / p).read_text() for p in before}
     assert after == before
-    run(repo, "git", "checkout", "-q", "--", "dvc.lock", "models/model.json")
+    run(repo, "git", "checkout", "-q", "--", "dvc.lock")
     dvc(repo, "checkout", "-q", "--force")
 
 
@@ -106,7 +107,74 @@ def test_changing_epochs_reruns_train_evaluate_report_only(repo):
     dvc(repo, "checkout", "-q", "--force")
 
 
-def test_exp_run_is_listed_by_dvc_and_tracked_by_mlflow(repo):
+def test_run_cache_restores_training_without_a_new_mlflow_run(repo):
+    # epochs=3 was trained above; epochs=4, then 3 again: DVC restores the second from its run-cache
+    dvc(repo, "exp", "run", "-n", "four", "-S", "train.epochs=4")
+    runs_before = mlflow_runs(repo)[1]
+    run(repo, "git", "checkout", "-q", "--", "params.yaml")
+    result = dvc(repo, "exp", "run", "-n", "three-again", "-S", "train.epochs=3")
+    assert "Stage 'train' is cached - skipping run" in result.stdout
+    assert "Running stage 'train'" not in result.stdout
+    runs_after = mlflow_runs(repo)[1]
+    assert [r.info.run_id for r in runs_after] == [r.info.run_id for r in runs_before]  # no new or phantom run
+    info = json.loads((repo / "models/model.json").read_text())
+    (trained,) = [r for r in runs_after if r.info.run_id == info["mlflow_run_id"]]
+    assert trained.data.params["train.epochs"] == "3" and trained.info.status == "FINISHED"
+    run(repo, "git", "checkout", "-q", "--", ".")
+    dvc(repo, "checkout", "-q", "--force")
+
+
+def test_ci_replay_prints_param_and_metric_diffs(repo):
+    set_param(repo, "train.epochs", 5)
+    result = run(repo, "bash", "scripts/ci_replay.sh", "HEAD")
+    assert re.search(r"\|\s*params\.yaml\s*\|\s*train\.epochs\s*\|\s*30\s*\|\s*5\s*\|", result.stdout), result.stdout
+    assert re.search(r"\|\s*metrics/eval\.json\s*\|\s*accuracy\s*\|", result.stdout), result.stdout
+    assert "## Metrics against `HEAD`" in result.stdout
+    run(repo, "git", "checkout", "-q", "--", ".")
+    dvc(repo, "checkout", "-q", "--force")
+
+
+def test_remote_push_then_clone_pull_is_up_to_date(repo, tmp_path):
+    remote = tmp_path / "remote"
+    dvc(repo, "remote", "add", "-d", "-f", "storage", str(remote))
+    dvc(repo, "push")
+    commit(repo, "use a local DVC remote")
+    clone = tmp_path / "clone"
+    run(tmp_path, "git", "clone", "-q", str(repo), str(clone))
+    dvc(clone, "pull")
+    assert dvc(clone, "status").stdout.strip() == "Data and pipelines are up to date."
+    assert stages_run(dvc(clone, "repro")) == set()
+    assert (clone / "models/model.keras").exists() and (clone / "reports/report.html").exists()
+
+
+def test_report_renders_in_chromium(repo, tmp_path):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not chromium:
+        pytest.skip("Chromium not installed (.ci/run installs Debian's chromium package)")
+    from playwright.sync_api import sync_playwright
+
+    errors: list[str] = []
+    shot = tmp_path / "report.png"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto((repo / "reports/report.html").as_uri(), wait_until="load")
+        images = page.eval_on_selector_all("img", "imgs => imgs.map(i => [i.complete, i.naturalWidth])")
+        headings = page.eval_on_selector_all("h2", "hs => hs.map(h => h.textContent)")
+        title = page.title()
+        page.screenshot(path=str(shot), full_page=True)
+        browser.close()
+    assert errors == []
+    assert len(images) == 5 and all(done and width > 0 for done, width in images), images
+    assert title == "Classifier report: digits, mlp" and "Confusion matrix" in headings
+    with Image.open(shot) as picture:
+        assert picture.width == 1200 and picture.height > 2000
+        assert len(set(picture.convert("L").getdata())) > 50  # rendered content, not a blank page
+
     dvc(repo, "exp", "run", "-n", "sgd-try", "-S", "train.optimizer=sgd", "-S", "train.epochs=5")
     rows = experiments(repo)
     sgd = rows["sgd-try"]

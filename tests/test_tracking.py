@@ -68,5 +68,5 @@ def test_find_run_tells_whether_the_store_holds_the_run(project):
     experiment_id = tracking.use_experiment("lesson")
     with mlflow.start_run(experiment_id=experiment_id) as run:
         pass
-    assert tracking.find_run(run.info.run_id)
-    assert not tracking.find_run("0" * 32)
+    assert tracking.find_run(run.info.run_id).info.run_id == run.info.run_id
+    assert tracking.find_run("0" * 32) is None

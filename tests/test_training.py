@@ -162,3 +162,21 @@ def test_large_splits_stream_from_disk_in_the_same_order(tmp_path, monkeypatch):
     make_deterministic(0)
     result = train_network(mapped, mapped, 3, TrainParams(hidden_units=(8,), epochs=2), 0)
     assert result.summary["epochs_run"] == 2
+
+
+def test_distribution_strategy_from_params(monkeypatch):
+    from imgclf.errors import PipelineError
+    from imgclf.training import describe_strategy, make_strategy
+
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    assert describe_strategy(make_strategy("auto")) == {"distribute.strategy": "none", "distribute.replicas": "1"}
+    assert describe_strategy(make_strategy("none"))["distribute.strategy"] == "none"
+    assert describe_strategy(make_strategy("mirrored"))["distribute.strategy"] == "MirroredStrategy"
+    with pytest.raises(PipelineError, match="TF_CONFIG"):
+        make_strategy("multi_worker")
+
+
+def test_training_under_mirrored_strategy():
+    result = _train(distribute="mirrored", epochs=1)
+    assert result.tags == {"distribute.strategy": "MirroredStrategy", "distribute.replicas": "1"}
+    assert result.summary["epochs_run"] == 1

@@ -1,0 +1,120 @@
+"""Team use: queued experiments in parallel, a shared MLflow server and its REST API, the model registry."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from tests.dvc_project import commit, dvc, experiments, make_project, mlflow_runs
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    repo = make_project(tmp_path_factory.mktemp("team"), {"train.epochs": 3, "train.hidden_units": [32]})
+    dvc(repo, "repro")
+    commit(repo, "baseline")
+    yield repo
+    dvc(repo, "queue", "stop", "--kill", check=False)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _get(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def _post(url: str, body: dict) -> dict:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """A real `mlflow server` on 127.0.0.1 with its own sqlite store and proxied artifacts."""
+    port = _free_port()
+    log = open(tmp_path / "server.log", "wb")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+         "--artifacts-destination", str(tmp_path / "server-artifacts"), "--workers", "1"],
+        stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=5) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            pass
+        if server.poll() is not None or time.monotonic() > deadline:
+            server.kill()
+            pytest.fail("mlflow server did not start:\n" + (tmp_path / "server.log").read_text()[-3000:])
+        time.sleep(1)
+    yield url
+    server.terminate()
+    try:
+        server.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        server.kill()
+    log.close()
+
+
+def test_queued_experiments_run_two_at_a_time(repo):
+    names = [f"queued-{lr}" for lr in ("0.002", "0.003", "0.004")]
+    for name in names:
+        dvc(repo, "exp", "run", "--queue", "-n", name, "-S", f"train.learning_rate={name.split('-')[1]}")
+    dvc(repo, "queue", "start", "-j", "2")
+    deadline = time.monotonic() + 900
+    while True:
+        status = dvc(repo, "queue", "status").stdout
+        if not any(word in status for word in ("Queued", "Running")):
+            break
+        assert time.monotonic() < deadline, status
+        time.sleep(5)
+    assert status.count("Success") == 3, status + dvc(repo, "queue", "logs", names[0], check=False).stdout
+
+    rows = experiments(repo)
+    _, runs = mlflow_runs(repo)
+    for name in names:
+        accuracy = rows[name]["metrics"]["metrics/eval.json"]["data"]["accuracy"]
+        tagged = [r for r in runs if r.data.tags.get("dvc.exp_name") == name]
+        assert len(tagged) == 1, f"{name}: {len(tagged)} MLflow runs"
+        assert tagged[0].info.status == "FINISHED"
+        assert tagged[0].data.metrics["test_accuracy"] == pytest.approx(accuracy)
+        assert tagged[0].data.params["train.learning_rate"] == name.split("-")[1]
+
+
+def test_runs_go_to_the_server_named_by_mlflow_tracking_uri(repo, mlflow_server):
+    before = len(mlflow_runs(repo)[1])
+    dvc(repo, "exp", "run", "--temp", "-n", "shared", "-S", "train.epochs=2",
+        "-S", "mlflow.register_model=digits-classifier", extra_env={"MLFLOW_TRACKING_URI": mlflow_server})
+    assert len(mlflow_runs(repo)[1]) == before  # nothing landed in the local file
+
+    api = f"{mlflow_server}/api/2.0/mlflow"
+    experiment = _get(f"{api}/experiments/get-by-name?experiment_name=image-classifier")["experiment"]
+    runs = _post(f"{api}/runs/search", {"experiment_ids": [experiment["experiment_id"]]})["runs"]
+    (found,) = [r for r in runs if {"key": "dvc.exp_name", "value": "shared"} in r["data"]["tags"]]
+    assert found["info"]["status"] == "FINISHED"
+    metrics = {m["key"]: m["value"] for m in found["data"]["metrics"]}
+    assert 0 <= metrics["test_accuracy"] <= 1 and "val_loss" in metrics
+    run_id = found["info"]["run_id"]
+    files = _get(f"{api}/artifacts/list?run_id={run_id}&path=evaluation")["files"]
+    assert {"evaluation/confusion_matrix.png", "evaluation/classification_report.json"} <= {f["path"] for f in files}
+    model = _get(f"{api}/registered-models/get?name=digits-classifier")["registered_model"]
+    assert model["latest_versions"][0]["run_id"] == run_id
