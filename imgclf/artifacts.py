@@ -7,6 +7,7 @@ interrupted stage never leaves a half-written file that the next stage trusts.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -37,7 +38,9 @@ def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
             os.unlink(tmp)
 
 
+@functools.cache
 def _umask() -> int:
+    # os.umask can only be read by setting it; do that once, before other threads write files.
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -46,11 +49,6 @@ def _umask() -> int:
 def write_text(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
-
-
-def write_bytes(path: str | Path, data: bytes) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
 
 
 def write_json(path: str | Path, data: Any) -> None:
@@ -118,6 +116,16 @@ class RowWriter:
             raise ValueError(f"row shape {rows.shape[1:]} differs from {self.row_shape}")
         self._raw.write(rows.tobytes())
         self.count += len(rows)
+
+    def __enter__(self) -> RowWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        if exc_type is None:
+            self.close()
+        else:  # publish nothing
+            self._raw.close()
+            os.unlink(self._raw_path)
 
     def close(self) -> None:
         """Publish the rows as one .npy file (atomically)."""

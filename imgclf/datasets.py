@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class RemoteFile:
@@ -71,3 +73,11 @@ DATASETS: dict[str, DatasetSpec] = {
 
 def get_dataset(name: str) -> DatasetSpec:
     return DATASETS[name]
+
+
+def load_bundled_digits() -> dict[str, np.ndarray]:
+    """scikit-learn's 8x8 digits (values 0..16) as raw arrays."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    return {"images": bunch.images.astype(np.uint8), "labels": bunch.target.astype(np.int64)}

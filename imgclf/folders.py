@@ -28,7 +28,12 @@ def scan_image_folder(root: str | Path) -> FolderDataset:
         raise PipelineError(f"data.path = {str(root)!r} is not a folder; point it at a folder of class folders")
     subdirs = {d.name: d for d in _visible(root) if d.is_dir()}
     split_dirs = {name: d for name, d in subdirs.items() if name in SPLIT_FOLDERS}
-    if "train" in split_dirs and len(split_dirs) >= 2:
+    if split_dirs:
+        if "train" not in split_dirs:
+            raise PipelineError(
+                f"{root} has {', '.join(sorted(split_dirs))}/ but no train/: add train/ beside them, "
+                "or give a folder of class folders"
+            )
         return _scan_presplit(root, split_dirs)
     classes = _classes(root)
     return FolderDataset(classes, {"all": _files(root, classes)})
@@ -78,10 +83,9 @@ def _hidden(path: Path, root: Path) -> bool:
     return any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
-def to_manifest(dataset: FolderDataset, root: str | Path) -> dict:
+def to_manifest(dataset: FolderDataset) -> dict:
     """A JSON-able listing: class names and, per split, each file with its label."""
     return {
-        "root": str(Path(root).expanduser().resolve()),
         "class_names": list(dataset.class_names),
         "files": {split: [[str(path), label] for path, label in files] for split, files in dataset.files.items()},
     }

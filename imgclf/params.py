@@ -169,7 +169,7 @@ class MlflowParams:
 
 @dataclass(frozen=True)
 class Params:
-    seed: int = 42
+    seed: int = field(default=42, metadata=_check(lambda v: 0 <= v < 2**32, "an integer from 0 to 2**32 - 1"))
     data: DataParams = DataParams()
     split: SplitParams = SplitParams()
     train: TrainParams = TrainParams()

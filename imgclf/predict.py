@@ -30,7 +30,7 @@ def predict_files(model, info: dict, paths: list[str], k: int) -> dict[str, list
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m imgclf.predict", description=__doc__)
-    parser.add_argument("images", nargs="+", help="PNG or JPEG files to classify")
+    parser.add_argument("images", nargs="+", help="image files to classify (JPEG, PNG, BMP, GIF, WebP)")
     parser.add_argument("--model", type=Path, default=layout.MODEL, help="trained .keras model (default: %(default)s)")
     parser.add_argument("--top", type=int, default=3, help="how many classes to print per image (default: 3)")
     parser.add_argument("--json", type=Path, help="also write the answers to this JSON file")

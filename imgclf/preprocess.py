@@ -17,14 +17,6 @@ from imgclf.idx import read_idx
 from imgclf.images import BadImageError, load_image
 
 
-def load_bundled_digits() -> dict[str, np.ndarray]:
-    """scikit-learn's 8x8 digits (values 0..16) as raw arrays."""
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()
-    return {"images": bunch.images.astype(np.uint8), "labels": bunch.target.astype(np.int64)}
-
-
 def load_raw(spec: DatasetSpec, raw_dir: Path) -> dict[str, np.ndarray]:
     """Raw images and labels of `spec` from data/raw; the source's own test split when it has one."""
     if spec.bundled:
@@ -37,8 +29,8 @@ def load_raw(spec: DatasetSpec, raw_dir: Path) -> dict[str, np.ndarray]:
 
 
 def prepare_arrays(spec: DatasetSpec, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Check and normalize raw arrays; class names travel with the data."""
-    out = {"class_names": np.array(spec.class_names)}
+    """Check and normalize raw arrays (the stage writes the class names beside them)."""
+    out = {}
     for part in ("train", "test"):
         if f"x_{part}" not in raw:
             continue

@@ -26,14 +26,15 @@ def plan_splits(labels: dict[str, np.ndarray], val_fraction: float, test_fractio
         train, val = _carve(train, labels["train"], val_fraction, seed, "split.val_fraction")
         plan["val"] = ("train", val)
     plan["train"] = ("train", train)
-    return {name: plan[name] for name in ("train", "val", "test")}
+    # Rows in file order: copying them then reads the source sequentially (training shuffles anyway).
+    return {name: (plan[name][0], np.sort(plan[name][1])) for name in ("train", "val", "test")}
 
 
-def describe_source(parts: list[str]) -> str:
-    """How the test split came about, for metrics/split.json."""
-    if "val" in parts:
-        return "folders"
-    return "source" if "test" in parts else "carved"
+def describe_source(parts: list[str], presplit: bool) -> str:
+    """How the test split came about, for metrics/split.json: folders, source or carved."""
+    if "test" not in parts:
+        return "carved"
+    return "folders" if presplit else "source"
 
 
 def summarize_splits(labels: dict[str, np.ndarray], class_names: list[str], test_source: str,

@@ -12,6 +12,8 @@ import mlflow
 from mlflow.exceptions import MlflowException
 from sqlalchemy.exc import SQLAlchemyError
 
+from imgclf.errors import PipelineError
+
 LOCAL_DB = "mlflow.db"
 LOCAL_ARTIFACTS = "mlartifacts"
 
@@ -34,19 +36,24 @@ def use_experiment(name: str, attempts: int = 5) -> str:
     # Pin artifacts to the real root: a default relative location would land inside
     # the temporary copy of `dvc exp run --temp` and vanish with it.
     location = (root / LOCAL_ARTIFACTS).as_uri() if uri.startswith("sqlite:") else None
-    for attempt in range(attempts):
+    for attempt in range(1, attempts + 1):
         try:
             experiment = mlflow.get_experiment_by_name(name)
-            if experiment is not None:
-                return experiment.experiment_id
-            return mlflow.create_experiment(name, artifact_location=location)
+            if experiment is None:
+                return mlflow.create_experiment(name, artifact_location=location)
+            break
         except (MlflowException, SQLAlchemyError):
             # Queued experiments start side by side: another worker may be creating the
             # store's tables or this experiment right now. Look again.
-            if attempt == attempts - 1:
+            if attempt == attempts:
                 raise
             time.sleep(0.5 + random.random())
-    raise AssertionError("unreachable")
+    if experiment.lifecycle_stage == "deleted":
+        raise PipelineError(
+            f"MLflow experiment {name!r} is deleted; restore it in the MLflow UI "
+            "(or `mlflow experiments restore`), or set mlflow.experiment_name to another name"
+        )
+    return experiment.experiment_id
 
 
 def find_run(run_id: str):

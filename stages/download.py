@@ -2,12 +2,11 @@
 
 from imgclf import layout
 from imgclf.artifacts import atomic_dir, write_array, write_json
-from imgclf.datasets import get_dataset
+from imgclf.datasets import get_dataset, load_bundled_digits
 from imgclf.download import download_files
 from imgclf.errors import run_stage
 from imgclf.folders import scan_image_folder, to_manifest
 from imgclf.params import load_params
-from imgclf.preprocess import load_bundled_digits
 
 
 def main() -> None:
@@ -17,7 +16,7 @@ def main() -> None:
         if name == "image_folder":
             # The photos stay where they are; data/raw lists them for preprocess.
             folder = scan_image_folder(params.data.path)
-            write_json(staging / "manifest.json", to_manifest(folder, params.data.path))
+            write_json(staging / "manifest.json", to_manifest(folder))
             counts = {split: len(files) for split, files in folder.files.items()}
             print(f"download: {len(folder.class_names)} classes in {params.data.path}: {counts}")
             return

@@ -25,7 +25,7 @@ def main() -> None:
             parts = [part for part in ("train", "test") if f"x_{part}" in arrays]
             for part in parts:
                 write_part(out, part, arrays[f"x_{part}"], arrays[f"y_{part}"])
-            meta = {"class_names": list(spec.class_names), "parts": parts, "skipped": []}
+            meta = {"class_names": list(spec.class_names), "parts": parts, "presplit": False, "skipped": []}
         write_json(layout.meta_file(out), meta)
     print(f"preprocess: {params.data.dataset} parts {meta['parts']}, {len(meta['skipped'])} file(s) skipped "
           f"-> {layout.PROCESSED_DIR}")
@@ -36,23 +36,20 @@ def _decode_folder(data: DataParams, out: Path) -> dict:
     folder = from_manifest(read_json(layout.RAW_DIR / "manifest.json"))
     channels = 3 if data.color_mode == "rgb" else 1
     skipped: list[str] = []
-    for part, files in folder.files.items():
-        part = "train" if part == "all" else part
+    parts = {("train" if split == "all" else split): files for split, files in folder.files.items()}
+    for part, files in parts.items():
         x_path, y_path = layout.part_files(out, part)
-        images = RowWriter(x_path, (*data.image_size, channels))
-        labels = RowWriter(y_path, (), dtype=np.int64)
         counts = np.zeros(len(folder.class_names), np.int64)
-        for (path, label), image in zip(files, decode_images([p for p, _ in files], data.image_size, channels)):
-            if isinstance(image, Exception):
-                skipped.append(f"{path}: {image}")
-                if data.on_bad_image == "skip":
-                    print(f"warning: skipping {path}: {image}", file=sys.stderr)
-                continue
-            images.append(image)
-            labels.append(label)
-            counts[label] += 1
-        images.close()
-        labels.close()
+        with RowWriter(x_path, (*data.image_size, channels)) as images, RowWriter(y_path, (), np.int64) as labels:
+            for (path, label), image in zip(files, decode_images([p for p, _ in files], data.image_size, channels)):
+                if isinstance(image, Exception):
+                    skipped.append(f"{path}: {image}")
+                    if data.on_bad_image == "skip":
+                        print(f"warning: skipping {path}: {image}", file=sys.stderr)
+                    continue
+                images.append(image)
+                labels.append(label)
+                counts[label] += 1
         if data.on_bad_image == "skip" and counts.min() == 0:
             empty = [name for name, n in zip(folder.class_names, counts) if n == 0]
             raise PipelineError(f"no readable image left in class {', '.join(empty)} of the {part} split; "
@@ -60,8 +57,8 @@ def _decode_folder(data: DataParams, out: Path) -> dict:
     if skipped and data.on_bad_image == "fail":
         raise PipelineError(f"{len(skipped)} file(s) are not readable images (data.on_bad_image = fail):\n  "
                             + "\n  ".join(skipped) + "\nfix: remove or replace them, or set data.on_bad_image: skip")
-    parts = sorted({"train" if p == "all" else p for p in folder.files}, key=["train", "val", "test"].index)
-    return {"class_names": list(folder.class_names), "parts": parts, "skipped": skipped}
+    return {"class_names": list(folder.class_names), "parts": sorted(parts, key=["train", "val", "test"].index),
+            "presplit": folder.presplit, "skipped": skipped}
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 import numpy as np
 
 from imgclf import layout
-from imgclf.artifacts import RowWriter, atomic_dir, read_json, read_part, write_json
+from imgclf.artifacts import RowWriter, atomic_dir, read_json, read_part, write_array, write_json
 from imgclf.errors import run_stage
 from imgclf.params import load_params
 from imgclf.split import describe_source, plan_splits, summarize_splits
@@ -17,25 +17,26 @@ def main() -> None:
     parts = {part: read_part(layout.PROCESSED_DIR, part) for part in meta["parts"]}
     plan = plan_splits({p: y for p, (_, y) in parts.items()}, params.split.val_fraction,
                        params.split.test_fraction, params.seed)
+    labels = {name: parts[part][1][rows] for name, (part, rows) in plan.items()}
     with atomic_dir(layout.SPLIT_DIR) as out:
         for name, (part, rows) in plan.items():
-            x, y = parts[part]
-            _copy_rows(x, rows, layout.part_files(out, name)[0])
-            np.save(layout.part_files(out, name)[1], y[rows])
+            x_path, y_path = layout.part_files(out, name)
+            _copy_rows(parts[part][0], rows, x_path)
+            write_array(y_path, labels[name])
         write_json(layout.meta_file(out), {"class_names": meta["class_names"]})
-    labels = {name: parts[part][1][rows] for name, (part, rows) in plan.items()}
-    summary = summarize_splits(labels, meta["class_names"], describe_source(meta["parts"]), len(meta["skipped"]))
+    source = describe_source(meta["parts"], meta.get("presplit", False))
+    summary = summarize_splits(labels, meta["class_names"], source, len(meta["skipped"]))
     write_json(layout.SPLIT_METRICS, summary)
-    how = {"folders": "the train/validation/test folders as given", "source": "the source's own test split",
-           "carved": "a carved test split"}[summary["test_source"]]
+    given = [p for p in meta["parts"] if meta.get("presplit")]
+    how = f"the {'/'.join(given)} folders as given" if given else {
+        "source": "the source's own test split", "carved": "a carved test split"}[source]
     print(f"split: train {summary['train']}, val {summary['val']}, test {summary['test']} (using {how})")
 
 
 def _copy_rows(x: np.ndarray, rows: np.ndarray, path) -> None:
-    writer = RowWriter(path, x.shape[1:], dtype=x.dtype)
-    for start in range(0, len(rows), CHUNK):
-        writer.extend(x[rows[start:start + CHUNK]])
-    writer.close()
+    with RowWriter(path, x.shape[1:], dtype=x.dtype) as writer:
+        for start in range(0, len(rows), CHUNK):
+            writer.extend(x[rows[start:start + CHUNK]])
 
 
 if __name__ == "__main__":

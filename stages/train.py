@@ -34,26 +34,28 @@ def main() -> None:
             mlflow.log_metrics({k: v for k, v in result.rows[0].items() if k != "epoch"}, step=0)
         else:
             result = train_network(train, val, n, params.train, params.seed, [mlflow.keras.MlflowCallback()])
+        named_weights = {class_names[c]: w for c, w in weights.items()} if weights else None
         mlflow.log_metrics({f"final_{k}": float(v) for k, v in result.summary.items()})
         mlflow.set_tags(result.tags)
-        if weights:
-            mlflow.log_dict({class_names[c]: w for c, w in weights.items()}, "class_weights.json")
-        with atomic_path(layout.MODEL, suffix=".keras") as tmp:
-            result.model.save(tmp)
+        if named_weights:
+            mlflow.log_dict(named_weights, "class_weights.json")
         sample = np.asarray(train[0][:4])
         mlflow.keras.log_model(result.model, name="model", pip_requirements=[f"tensorflow=={tf.__version__}"],
                                signature=infer_signature(sample, result.model.predict(sample, verbose=0)),
                                registered_model_name=params.mlflow.register_model)
+        # Outputs last: when tracking fails, the run is marked failed and no half-new set of files is left.
         preview = augmentation_preview(np.asarray(train[0][:PREVIEW_IMAGES]), params.train.augmentation, params.seed)
         save_figure(layout.AUGMENTATION_PNG, augmentation_figure(preview))
         write_text(layout.HISTORY, rows_to_csv(result.rows))
         write_json(layout.TRAIN_METRICS, result.summary)
+        with atomic_path(layout.MODEL, suffix=".keras") as tmp:
+            result.model.save(tmp)
         write_json(layout.MODEL_INFO, {
             "dataset": params.data.dataset,
             "model": params.train.model,
             "class_names": class_names,
             "input_shape": list(train[0].shape[1:]),
-            "class_weights": {class_names[c]: w for c, w in weights.items()} if weights else None,
+            "class_weights": named_weights,
             "mlflow_run_id": run.info.run_id,
         })
     print(f"train: {result.summary} {result.tags} (MLflow run {run.info.run_id})")

@@ -20,7 +20,7 @@ def test_flat_tree_is_one_pool_to_split(tmp_path):
     make_photo_tree(tmp_path, presplit=False)
     dataset = scan_image_folder(tmp_path)
     assert not dataset.presplit and list(dataset.files) == ["all"]
-    assert from_manifest(to_manifest(dataset, tmp_path)) == dataset
+    assert from_manifest(to_manifest(dataset)) == dataset
 
 
 def test_val_folder_name_is_accepted(tmp_path):
@@ -42,6 +42,26 @@ def test_unusable_folders_fail_before_any_work(tmp_path, breakage, message):
     breakage(root)
     with pytest.raises(PipelineError, match=message):
         scan_image_folder(root)
+
+
+def test_split_folders_without_train_are_an_error(tmp_path):
+    make_photo_tree(tmp_path, presplit=True)
+    (tmp_path / "train").rename(tmp_path / "training")
+    with pytest.raises(PipelineError, match="no train/"):
+        scan_image_folder(tmp_path)
+
+
+def test_only_a_train_folder_is_split_from_it(tmp_path):
+    make_photo_tree(tmp_path, presplit=True)
+    for name in ("validation", "test"):
+        for f in (tmp_path / name).rglob("*"):
+            if f.is_file():
+                f.unlink()
+        for d in sorted((tmp_path / name).rglob("*"), reverse=True):
+            d.rmdir()
+        (tmp_path / name).rmdir()
+    dataset = scan_image_folder(tmp_path)
+    assert dataset.presplit and list(dataset.files) == ["train"]
 
 
 def test_class_missing_from_one_split_is_named(tmp_path):

@@ -40,6 +40,7 @@ def test_exponent_without_dot_is_read_as_a_number():
     [
         ({"train": {"optimiser": "adam"}}, ["train.optimiser", "optimizer"]),
         ({"colour": 1}, ["colour"]),
+        ({"seed": -1}, ["seed", "integer from 0"]),
         ({"train": {"optimizer": "adamm"}}, ["train.optimizer", "sgd, adam, adamw, rmsprop, adagrad"]),
         ({"train": {"epochs": -1}}, ["train.epochs", ">= 1"]),
         ({"train": {"epochs": 2.5}}, ["train.epochs", "integer"]),

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from imgclf.datasets import get_dataset
+from imgclf.datasets import get_dataset, load_bundled_digits
 from imgclf.errors import PipelineError
-from imgclf.preprocess import load_bundled_digits, normalize, prepare_arrays
+from imgclf.preprocess import normalize, prepare_arrays
 
 
 def test_normalize_scales_by_the_format_maximum_and_adds_a_channel():
@@ -19,16 +19,16 @@ def test_digits_are_bundled_and_prepared_to_unit_range():
     data = prepare_arrays(spec, {"x_train": raw["images"], "y_train": raw["labels"]})
     assert data["x_train"].shape == (1797, 8, 8, 1)
     assert data["x_train"].min() == 0.0 and data["x_train"].max() == 1.0
-    assert data["class_names"].tolist() == [str(d) for d in range(10)]
+    assert spec.class_names == tuple(str(d) for d in range(10))
     assert "x_test" not in data
 
 
-def test_fashion_class_names_travel_with_the_data():
+def test_fashion_arrays_keep_their_source_test_split():
     spec = get_dataset("fashion_mnist")
     images = np.zeros((3, 28, 28), np.uint8)
     data = prepare_arrays(spec, {"x_train": images, "y_train": np.array([0, 5, 9]),
                                  "x_test": images, "y_test": np.array([1, 2, 3])})
-    assert data["class_names"][0] == "T-shirt/top" and data["class_names"][9] == "Ankle boot"
+    assert spec.class_names[0] == "T-shirt/top" and spec.class_names[9] == "Ankle boot"
     assert data["y_test"].dtype == np.int64
 
 

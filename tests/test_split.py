@@ -40,9 +40,11 @@ def test_source_splits_are_kept_as_given():
 
 
 def test_source_is_described():
-    assert describe_source(["train"]) == "carved"
-    assert describe_source(["train", "test"]) == "source"
-    assert describe_source(["train", "val", "test"]) == "folders"
+    assert describe_source(["train"], presplit=False) == "carved"
+    assert describe_source(["train", "val"], presplit=True) == "carved"
+    assert describe_source(["train", "test"], presplit=False) == "source"
+    assert describe_source(["train", "test"], presplit=True) == "folders"
+    assert describe_source(["train", "val", "test"], presplit=True) == "folders"
 
 
 def test_summary_counts_each_class():

@@ -64,6 +64,14 @@ def test_a_failed_training_run_is_marked_failed(project, monkeypatch):
     assert not layout.MODEL.exists()
 
 
+def test_a_deleted_experiment_is_a_clear_error(project):
+    from imgclf.errors import PipelineError
+
+    mlflow.delete_experiment(tracking.use_experiment("gone"))
+    with pytest.raises(PipelineError, match="deleted; restore it"):
+        tracking.use_experiment("gone")
+
+
 def test_find_run_tells_whether_the_store_holds_the_run(project):
     experiment_id = tracking.use_experiment("lesson")
     with mlflow.start_run(experiment_id=experiment_id) as run:
