@@ -54,6 +54,8 @@ class SplitParams:
 
 
 _FRACTION = _check(lambda v: 0 <= v < 1, "a number in [0, 1); 0 turns it off")
+_AT_LEAST_ONE = _check(lambda v: v >= 1, "an integer >= 1")
+_POSITIVE_INTS = _check(lambda v: all(n > 0 for n in v), "a list of positive integers")
 _PATIENCE = _check(lambda v: v >= 0, "an integer >= 0")
 
 
@@ -105,19 +107,17 @@ class CallbackParams:
 
 @dataclass(frozen=True)
 class LogregParams:
-    max_iter: int = field(default=200, metadata=_check(lambda v: v >= 1, "an integer >= 1"))
+    max_iter: int = field(default=200, metadata=_AT_LEAST_ONE)
     C: float = field(default=1.0, metadata=_check(lambda v: v > 0, "a number > 0"))
 
 
 @dataclass(frozen=True)
 class CnnParams:
-    filters: tuple[int, ...] = field(default=(32, 64), metadata=_check(lambda v: all(f > 0 for f in v),
-                                                                        "a list of positive integers"))
-    kernel_size: int = field(default=3, metadata=_check(lambda v: v >= 1, "an integer >= 1"))
+    filters: tuple[int, ...] = field(default=(32, 64), metadata=_POSITIVE_INTS)
+    kernel_size: int = field(default=3, metadata=_AT_LEAST_ONE)
     pooling: Literal["max", "average"] = "max"
     dropout: float = field(default=0.25, metadata=_FRACTION)
-    dense_units: tuple[int, ...] = field(default=(128,), metadata=_check(lambda v: all(u > 0 for u in v),
-                                                                         "a list of positive integers"))
+    dense_units: tuple[int, ...] = field(default=(128,), metadata=_POSITIVE_INTS)
 
 
 @dataclass(frozen=True)
@@ -125,15 +125,14 @@ class TransferParams:
     backbone: Backbone = "xception"
     weights: Literal["imagenet", "none"] = "imagenet"
     dropout: float = field(default=0.2, metadata=_FRACTION)
-    dense_units: tuple[int, ...] = field(default=(128,), metadata=_check(lambda v: all(u > 0 for u in v),
-                                                                         "a list of positive integers"))
+    dense_units: tuple[int, ...] = field(default=(128,), metadata=_POSITIVE_INTS)
 
 
 @dataclass(frozen=True)
 class TrainParams:
     model: ModelKind = "mlp"
     hidden_units: tuple[int, ...] = field(
-        default=(128,), metadata=_check(lambda v: all(u > 0 for u in v), "a list of positive integers")
+        default=(128,), metadata=_POSITIVE_INTS
     )
     activation: Activation = "relu"
     leaky_relu_alpha: float = field(default=0.1, metadata=_check(lambda v: 0 <= v < 1, "a number in [0, 1)"))
@@ -149,7 +148,7 @@ class TrainParams:
     batch_size: int | Literal["full"] = field(
         default=32, metadata=_check(lambda v: v == "full" or v >= 1, "an integer >= 1, or full")
     )
-    epochs: int = field(default=30, metadata=_check(lambda v: v >= 1, "an integer >= 1"))
+    epochs: int = field(default=30, metadata=_AT_LEAST_ONE)
     class_weight: Literal["none", "balanced"] = "none"
     distribute: Literal["auto", "none", "mirrored", "multi_worker"] = "auto"
     augmentation: AugmentationParams = AugmentationParams()
