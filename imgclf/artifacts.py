@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,18 +25,35 @@ from imgclf.layout import part_files
 @contextlib.contextmanager
 def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
     """Yield a temp path beside `path`; rename it onto `path` only if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
-    os.close(fd)
+    with atomic_paths([path], suffix) as (tmp,):
+        yield tmp
+
+
+@contextlib.contextmanager
+def atomic_paths(paths: list[str | Path], suffix: str = "") -> Iterator[list[Path]]:
+    """Temp paths beside each of `paths`; all are renamed into place, one after another, only if the block succeeds.
+
+    A stage that writes several outputs through one call replaces none of them when it fails
+    part-way; only a kill during the final renames (microseconds) can leave old and new side
+    by side, and DVC then records nothing in dvc.lock, so the next `dvc repro` reruns the stage.
+    """
+    temps: list[Path] = []
     try:
-        yield Path(tmp)
-        # mkstemp creates 0600; give the result the permissions a plain open() would.
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
+        for path in map(Path, paths):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix or ".tmp",
+                                       dir=path.parent)
+            os.close(fd)
+            temps.append(Path(tmp))
+        yield temps
+        for tmp, path in zip(temps, paths):
+            # mkstemp creates 0600; give the result the permissions a plain open() would.
+            os.chmod(tmp, 0o666 & ~_umask())
+            os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        for tmp in temps:
+            if tmp.exists():
+                tmp.unlink()
 
 
 @functools.cache
@@ -51,18 +69,38 @@ def write_text(path: str | Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
+def json_text(data: Any) -> str:
+    return json.dumps(data, indent=2, sort_keys=False) + "\n"
+
+
 def write_json(path: str | Path, data: Any) -> None:
-    write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+    write_text(path, json_text(data))
 
 
 def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
+def save_png(figure, path: str | Path) -> None:
+    figure.savefig(path, format="png", dpi=110, bbox_inches="tight")
+
+
 def save_figure(path: str | Path, figure) -> None:
     """Save a matplotlib figure as PNG, atomically."""
     with atomic_path(path, suffix=".png") as tmp:
-        figure.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+        save_png(figure, tmp)
+
+
+def text_writer(text: str) -> Callable[[Path], None]:
+    """A writer for write_together: `text` as UTF-8."""
+    return lambda path: Path(path).write_text(text, encoding="utf-8")
+
+
+def write_together(writers: dict[Path, Callable[[Path], Any]]) -> None:
+    """A stage's outputs: each writer writes its file to a temp path; all are published only if every one succeeds."""
+    with atomic_paths(list(writers)) as temps:
+        for tmp, write in zip(temps, writers.values()):
+            write(tmp)
 
 
 @contextlib.contextmanager
@@ -139,6 +177,15 @@ class RowWriter:
                     shutil.copyfileobj(rows, out, 16 << 20)
         finally:
             os.unlink(self._raw_path)
+
+
+def file_md5(path: str | Path) -> str:
+    """A file's md5, the hash DVC records for it in dvc.lock."""
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def write_part(folder: Path, part: str, x: np.ndarray, y: np.ndarray) -> None:

@@ -9,6 +9,8 @@ from imgclf.errors import PipelineError
 
 # Folder names of ready-made splits and the split each one feeds.
 SPLIT_FOLDERS = {"train": "train", "validation": "val", "val": "val", "test": "test"}
+# Files an operating system leaves in photo folders; not dot-files, so named here (compared in lower case).
+SYSTEM_FILES = {"thumbs.db", "ehthumbs.db", "desktop.ini"}
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,7 @@ def _classes(folder: Path) -> tuple[str, ...]:
 def _files(folder: Path, classes: tuple[str, ...]) -> list[tuple[Path, int]]:
     files = []
     for label, name in enumerate(classes):
-        found = sorted(f for f in (folder / name).rglob("*") if f.is_file() and not _hidden(f, folder))
+        found = sorted(f for f in (folder / name).rglob("*") if f.is_file() and not _ignored(f, folder))
         if not found:
             raise PipelineError(f"class folder {folder / name} is empty; add images or remove the folder")
         files += [(f, label) for f in found]
@@ -79,8 +81,9 @@ def _visible(folder: Path):
     return (p for p in folder.iterdir() if not p.name.startswith("."))
 
 
-def _hidden(path: Path, root: Path) -> bool:
-    return any(part.startswith(".") for part in path.relative_to(root).parts)
+def _ignored(path: Path, root: Path) -> bool:
+    """Hidden files and folders (.DS_Store, .git) and Windows' Thumbs.db / desktop.ini are not photos."""
+    return path.name.lower() in SYSTEM_FILES or any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
 def to_manifest(dataset: FolderDataset) -> dict:

@@ -27,7 +27,8 @@ def train_logreg(train: Arrays, val: Arrays, n_classes: int, params: LogregParam
     summary = {"epochs_run": 1, "best_epoch": 1, "iterations": int(clf.n_iter_.max()),
                "converged": not any(issubclass(w.category, ConvergenceWarning) for w in caught),
                **{k: round(v, 6) for k, v in row.items() if k != "epoch"}}
-    return TrainResult(model, [row], summary)
+    # One process, no distribution strategy: tagged like a network trained on one device.
+    return TrainResult(model, [row], summary, tags={"distribute.strategy": "none", "distribute.replicas": "1"})
 
 
 def logreg_to_keras(clf: LogisticRegression, input_shape: tuple[int, ...], n_classes: int) -> keras.Model:

@@ -65,15 +65,26 @@ def find_run(run_id: str):
         return None
 
 
-def restored_from_run_cache(run) -> bool:
-    """Whether this DVC experiment reuses a model trained for another one (DVC's run-cache)."""
-    exp_name = os.environ.get("DVC_EXP_NAME")
-    return bool(exp_name) and run.data.tags.get("dvc.exp_name") != exp_name
+def evaluation_tags(model_run, test_md5: dict[str, str]) -> dict[str, str]:
+    """Tags of an evaluation run: the training run whose model it scored, and the test files' DVC hashes."""
+    tags = {"stage": "evaluate", "model.run_id": model_run.info.run_id,
+            **{f"test.{name}.md5": md5 for name, md5 in test_md5.items()}}
+    if exp_name := os.environ.get("DVC_EXP_NAME"):
+        tags["dvc.exp_name"] = exp_name
+    return tags
+
+
+def evaluations_of(model_run) -> list:
+    """The evaluation runs already logged for a training run, oldest first."""
+    return mlflow.search_runs([model_run.info.experiment_id], output_format="list",
+                              filter_string=f"tags.mlflow.parentRunId = '{model_run.info.run_id}'",
+                              order_by=["attributes.start_time ASC"])
 
 
 def run_tags(dataset: str, device: str, framework_version: str) -> dict[str, str]:
     """Tags every training run carries: commit, DVC experiment, device, framework, dataset."""
     tags = {
+        "stage": "train",
         "mlflow.source.git.commit": git_commit(project_root()),
         "device": device,
         "tensorflow.version": framework_version,

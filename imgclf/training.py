@@ -1,9 +1,8 @@
-"""Deterministic Keras training: batches, augmentation and callbacks from params."""
+"""Deterministic Keras training: build, compile and fit the network of train params."""
 
 from __future__ import annotations
 
 import math
-import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,12 +12,13 @@ import numpy as np
 import tensorflow as tf
 from sklearn.utils.class_weight import compute_class_weight
 
-from imgclf.errors import PipelineError
+from imgclf.augmentation import build_augmentation
+from imgclf.batches import Arrays, make_dataset
+from imgclf.callbacks import LearningRateLogger, build_callbacks
+from imgclf.devices import describe_strategy, make_strategy
 from imgclf.history import best_epoch, history_rows
 from imgclf.model import build_model, compile_model
-from imgclf.params import AugmentationParams, CallbackParams, TrainParams
-
-Arrays = tuple[np.ndarray, np.ndarray]
+from imgclf.params import CallbackParams, TrainParams
 
 
 @dataclass
@@ -27,25 +27,6 @@ class TrainResult:
     rows: list[dict]  # one per epoch, for plots/history.csv
     summary: dict  # for metrics/train.json
     tags: dict = field(default_factory=dict)  # for the MLflow run
-
-
-def make_strategy(mode: str) -> tf.distribute.Strategy:
-    """TensorFlow's distribution strategy for train.distribute (auto: what the machine offers)."""
-    multi_worker = "TF_CONFIG" in os.environ
-    if mode == "multi_worker" and not multi_worker:
-        raise PipelineError("train.distribute = multi_worker needs TF_CONFIG (the cluster and this worker's task) "
-                            "in the environment; set it on every worker, or use train.distribute: auto")
-    if mode == "multi_worker" or (mode == "auto" and multi_worker):
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    if mode == "mirrored" or (mode == "auto" and len(tf.config.list_logical_devices("GPU")) > 1):
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.get_strategy()  # the default: one device
-
-
-def describe_strategy(strategy: tf.distribute.Strategy) -> dict[str, str]:
-    name = type(strategy).__name__.lstrip("_")
-    return {"distribute.strategy": "none" if name.startswith("Default") else name,
-            "distribute.replicas": str(strategy.num_replicas_in_sync)}
 
 
 def make_deterministic(seed: int) -> None:
@@ -68,84 +49,6 @@ def class_weights(y: np.ndarray, n_classes: int, mode: str) -> dict[int, float] 
     return {int(c): round(float(w), 6) for c, w in zip(present, weights)} | {
         c: 1.0 for c in range(n_classes) if c not in present
     }
-
-
-def build_augmentation(aug: AugmentationParams, seed: int) -> keras.Sequential | None:
-    """Keras preprocessing layers for the enabled transforms, or None when all are off."""
-    fill = {"fill_mode": "constant", "fill_value": 0.0}
-    layers = []
-    if aug.rotation:
-        layers.append(keras.layers.RandomRotation(aug.rotation / 360.0, seed=seed, **fill))
-    if aug.zoom:
-        layers.append(keras.layers.RandomZoom(aug.zoom, seed=seed, **fill))
-    if aug.shift:
-        layers.append(keras.layers.RandomTranslation(aug.shift, aug.shift, seed=seed, **fill))
-    if aug.flip:
-        layers.append(keras.layers.RandomFlip("horizontal", seed=seed))
-    if aug.contrast:
-        layers.append(keras.layers.RandomContrast(aug.contrast, value_range=(0, 1), seed=seed))
-    return keras.Sequential(layers, name="augmentation") if layers else None
-
-
-# A split up to this size is loaded into memory once (tf.data then serves it from RAM every epoch);
-# a larger one streams from its memory-mapped .npy file, a batch of rows at a time.
-IN_MEMORY_BYTES = 2 * 1024**3
-
-
-def make_dataset(data: Arrays, batch_size: int, n_classes: int, labels: str,
-                 shuffle_seed: int | None = None, augment: keras.Sequential | None = None) -> tf.data.Dataset:
-    """Batches for fit; only the training set is shuffled and augmented."""
-    x, y = data
-    if x.nbytes <= IN_MEMORY_BYTES:
-        ds = tf.data.Dataset.from_tensor_slices((np.asarray(x), y))
-    else:
-        # Shuffle and batch row numbers (8 bytes each), then read just those rows from disk.
-        ds = tf.data.Dataset.range(len(y))
-    if shuffle_seed is not None:
-        ds = ds.shuffle(len(y), seed=shuffle_seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
-    if x.nbytes > IN_MEMORY_BYTES:
-        ds = ds.map(lambda rows: _read_rows(x, y, rows), num_parallel_calls=tf.data.AUTOTUNE)
-    if augment is not None:
-        ds = ds.map(lambda images, target: (augment(images, training=True), target),
-                    num_parallel_calls=tf.data.AUTOTUNE)
-    if labels == "one_hot":
-        ds = ds.map(lambda images, target: (images, tf.one_hot(target, n_classes)))
-    # Prefetching overlaps preparing the next batch with training on this one.
-    return ds.prefetch(tf.data.AUTOTUNE)
-
-
-def _read_rows(x: np.ndarray, y: np.ndarray, rows: tf.Tensor):
-    images, target = tf.numpy_function(lambda r: (np.asarray(x[r]), y[r]), [rows], (tf.float32, tf.int64))
-    images.set_shape((None, *x.shape[1:]))
-    target.set_shape((None,))
-    return images, target
-
-
-class LearningRateLogger(keras.callbacks.Callback):
-    """Adds the optimizer's current learning rate to each epoch's logs (history and MLflow)."""
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-
-
-def build_callbacks(cb: CallbackParams, checkpoint_path: Path) -> list[keras.callbacks.Callback]:
-    """Keras's own early stopping, best-model checkpoint and reduce-on-plateau, as enabled."""
-    callbacks: list[keras.callbacks.Callback] = []
-    es = cb.early_stopping
-    if es.enabled:
-        callbacks.append(keras.callbacks.EarlyStopping(
-            monitor=es.monitor, patience=es.patience, min_delta=es.min_delta,
-            restore_best_weights=es.restore_best_weights, verbose=1))
-    if cb.reduce_lr.enabled:
-        rl = cb.reduce_lr
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(
-            monitor=rl.monitor, factor=rl.factor, patience=rl.patience, min_lr=rl.min_lr, verbose=1))
-    if cb.checkpoint.enabled:
-        callbacks.append(keras.callbacks.ModelCheckpoint(
-            str(checkpoint_path), monitor=cb.checkpoint.monitor, save_best_only=True, save_weights_only=True))
-    return callbacks
 
 
 def train_network(train: Arrays, val: Arrays, n_classes: int, params: TrainParams, seed: int,
@@ -188,22 +91,3 @@ def _monitor(cb: CallbackParams) -> str:
     if cb.checkpoint.enabled:
         return cb.checkpoint.monitor
     return cb.early_stopping.monitor if cb.early_stopping.enabled else "val_loss"
-
-
-def augmentation_preview(images: np.ndarray, aug: AugmentationParams, seed: int, copies: int = 4) -> np.ndarray:
-    """N x (1 + copies) x H x W x C: each image, then augmented versions (none when augmentation is off)."""
-    augment = build_augmentation(aug, seed)
-    versions = [images]
-    if augment is not None:
-        versions += [np.clip(keras.ops.convert_to_numpy(augment(images, training=True)), 0, 1)
-                     for _ in range(copies)]
-    return np.stack(versions, axis=1)
-
-
-def describe_device() -> str:
-    """The GPU's name when TensorFlow sees one, else CPU."""
-    gpus = tf.config.list_physical_devices("GPU")
-    if not gpus:
-        return "CPU"
-    details = tf.config.experimental.get_device_details(gpus[0])
-    return details.get("device_name", gpus[0].name)

@@ -4,9 +4,10 @@ import sys
 
 import keras
 import mlflow
+import numpy as np
 
 from imgclf import layout, tracking
-from imgclf.artifacts import read_json, read_part, save_figure, write_array, write_json
+from imgclf.artifacts import file_md5, json_text, read_json, read_part, save_png, text_writer, write_together
 from imgclf.errors import run_stage
 from imgclf.metrics import confident_mistakes, confusion, confusion_records, per_class_report, summary_metrics
 from imgclf.model import predict_proba
@@ -29,31 +30,50 @@ def main() -> None:
     mistakes = confident_mistakes(y_true, probs, MISTAKES_SHOWN)
     titles, colors = prediction_captions(y_true[mistakes], probs[mistakes], class_names)
 
-    write_json(layout.EVAL_METRICS, summary)
-    write_json(layout.CLASS_REPORT, report)
-    write_json(layout.CONFUSION, confusion_records(y_true, y_pred, class_names))
-    write_array(layout.PREDICTIONS, probs)
-    save_figure(layout.CONFUSION_PNG, confusion_figure(matrix, class_names))
-    save_figure(layout.MISTAKES_PNG, image_grid_figure(x_test[mistakes], titles, colors,
-                                                       title="Most confident mistakes"))
+    figures = {layout.CONFUSION_PNG: confusion_figure(matrix, class_names),
+               layout.MISTAKES_PNG: image_grid_figure(x_test[mistakes], titles, colors,
+                                                      title="Most confident mistakes")}
+    _log_evaluation(info, summary, report, {"labels": class_names, "matrix": matrix.tolist()}, figures)
+    records = confusion_records(y_true, y_pred, class_names)
+    write_together({
+        layout.EVAL_METRICS: text_writer(json_text(summary)),
+        layout.CLASS_REPORT: text_writer(json_text(report)),
+        layout.CONFUSION: text_writer(json_text(records)),
+        layout.PREDICTIONS: lambda p: np.save(p, probs, allow_pickle=False),
+        **{path: (lambda p, figure=figure: save_png(figure, p)) for path, figure in figures.items()},
+    })
+    print(f"evaluate: {summary}")
 
+
+def _log_evaluation(info: dict, summary: dict, report: dict, matrix: dict, figures: dict) -> None:
+    """One MLflow run per evaluation, nested under the model's training run, which stays as it finished.
+
+    A model DVC restored from its run-cache may meet another test set than the one it was first
+    scored on; each evaluation keeps its own metrics, tagged with the test files' DVC hashes.
+    """
     run_id = info["mlflow_run_id"]
-    run = tracking.find_run(run_id)
-    if run and tracking.restored_from_run_cache(run):
-        print(f"note: DVC restored this model from its run-cache; it was trained in MLflow run {run_id} "
-              f"({run.data.tags.get('dvc.exp_name') or 'a plain dvc repro'}), which gets these test metrics")
-    if run:
-        with mlflow.start_run(run_id=run_id):
-            mlflow.log_metrics({f"test_{k}": v for k, v in summary.items()})
-            mlflow.log_dict(report, "evaluation/classification_report.json")
-            mlflow.log_dict({"labels": class_names, "matrix": matrix.tolist()}, "evaluation/confusion_matrix.json")
-            for path in (layout.CONFUSION_PNG, layout.MISTAKES_PNG):
-                mlflow.log_artifact(str(path), "evaluation")
-    else:
+    trained = tracking.find_run(run_id)
+    if trained is None:
         # Metrics files are complete; only the MLflow copy is missing (e.g. mlflow.db was deleted).
         print(f"warning: MLflow run {run_id} of this model is not in {mlflow.get_tracking_uri()}; test metrics "
-              "were not logged there. To track them, retrain: dvc repro --force train", file=sys.stderr)
-    print(f"evaluate: {summary}")
+              "were not logged there. To track them, retrain: dvc repro --force --single-item train",
+              file=sys.stderr)
+        return
+    test_md5 = {name: file_md5(path) for name, path in zip(("x", "y"), layout.part_files(layout.SPLIT_DIR, "test"))}
+    earlier = tracking.evaluations_of(trained)
+    name = f"{trained.info.run_name} · test {test_md5['x'][:8]}"
+    with mlflow.start_run(experiment_id=trained.info.experiment_id, parent_run_id=run_id, run_name=name,
+                          tags=tracking.evaluation_tags(trained, test_md5)) as run:
+        mlflow.log_metrics({f"test_{k}": v for k, v in summary.items()}, model_id=info.get("mlflow_model_id"))
+        mlflow.log_dict(report, "evaluation/classification_report.json")
+        mlflow.log_dict(matrix, "evaluation/confusion_matrix.json")
+        for path, figure in figures.items():
+            mlflow.log_figure(figure, f"evaluation/{path.name}")
+    if earlier:
+        print(f"note: this model was trained earlier, in MLflow run {run_id} ({trained.info.run_name}), and "
+              f"evaluated {len(earlier)} time(s) before (DVC restored it from its run-cache); this evaluation "
+              f"is its own run {run.info.run_id}")
+    print(f"evaluate: logged as MLflow run {run.info.run_id}, nested under training run {run_id}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Stage train: fit the model on data/split, save it, track the run in MLflow."""
+"""Stage train: fit the model on data/split, track the run in MLflow, then write the model and its records."""
 
 import mlflow
 import mlflow.keras
@@ -7,13 +7,16 @@ import tensorflow as tf
 from mlflow.models import infer_signature
 
 from imgclf import layout, tracking
-from imgclf.artifacts import atomic_path, read_json, read_part, save_figure, write_json, write_text
+from imgclf.artifacts import json_text, read_json, read_part, save_png, text_writer, write_together
+from imgclf.augmentation import augmentation_preview
+from imgclf.callbacks import EpochMetricsLogger
+from imgclf.devices import describe_device
 from imgclf.errors import run_stage
 from imgclf.history import rows_to_csv
 from imgclf.logreg import train_logreg
 from imgclf.params import flatten, load_params
 from imgclf.plots import augmentation_figure
-from imgclf.training import augmentation_preview, class_weights, describe_device, make_deterministic, train_network
+from imgclf.training import class_weights, make_deterministic, train_network
 
 PREVIEW_IMAGES = 6
 
@@ -33,30 +36,30 @@ def main() -> None:
             result = train_logreg(train, val, n, params.train.logreg, weights, params.seed)
             mlflow.log_metrics({k: v for k, v in result.rows[0].items() if k != "epoch"}, step=0)
         else:
-            result = train_network(train, val, n, params.train, params.seed, [mlflow.keras.MlflowCallback()])
+            result = train_network(train, val, n, params.train, params.seed, [EpochMetricsLogger()])
         named_weights = {class_names[c]: w for c, w in weights.items()} if weights else None
-        mlflow.log_metrics({f"final_{k}": float(v) for k, v in result.summary.items()})
+        # One name per quantity: metrics/train.json's final_learning_rate stays final_learning_rate.
+        mlflow.log_metrics({k if k.startswith("final_") else f"final_{k}": float(v) for k, v in result.summary.items()})
         mlflow.set_tags(result.tags)
         if named_weights:
             mlflow.log_dict(named_weights, "class_weights.json")
         sample = np.asarray(train[0][:4])
-        mlflow.keras.log_model(result.model, name="model", pip_requirements=[f"tensorflow=={tf.__version__}"],
-                               signature=infer_signature(sample, result.model.predict(sample, verbose=0)),
-                               registered_model_name=params.mlflow.register_model)
-        # Outputs last: when tracking fails, the run is marked failed and no half-new set of files is left.
-        preview = augmentation_preview(np.asarray(train[0][:PREVIEW_IMAGES]), params.train.augmentation, params.seed)
-        save_figure(layout.AUGMENTATION_PNG, augmentation_figure(preview))
-        write_text(layout.HISTORY, rows_to_csv(result.rows))
-        write_json(layout.TRAIN_METRICS, result.summary)
-        with atomic_path(layout.MODEL, suffix=".keras") as tmp:
-            result.model.save(tmp)
-        write_json(layout.MODEL_INFO, {
-            "dataset": params.data.dataset,
-            "model": params.train.model,
-            "class_names": class_names,
-            "input_shape": list(train[0].shape[1:]),
-            "class_weights": named_weights,
-            "mlflow_run_id": run.info.run_id,
+        logged = mlflow.keras.log_model(result.model, name="model", pip_requirements=[f"tensorflow=={tf.__version__}"],
+                                        signature=infer_signature(sample, result.model.predict(sample, verbose=0)),
+                                        registered_model_name=params.mlflow.register_model)
+        preview = augmentation_figure(
+            augmentation_preview(np.asarray(train[0][:PREVIEW_IMAGES]), params.train.augmentation, params.seed))
+        info = {"dataset": params.data.dataset, "model": params.train.model, "class_names": class_names,
+                "input_shape": list(train[0].shape[1:]), "class_weights": named_weights,
+                "mlflow_run_id": run.info.run_id, "mlflow_model_id": logged.model_id}
+        # Outputs last and together: when training or tracking fails, the run is marked FAILED
+        # and none of the stage's files is replaced.
+        write_together({
+            layout.MODEL: result.model.save,
+            layout.MODEL_INFO: text_writer(json_text(info)),
+            layout.TRAIN_METRICS: text_writer(json_text(result.summary)),
+            layout.HISTORY: text_writer(rows_to_csv(result.rows)),
+            layout.AUGMENTATION_PNG: lambda p: save_png(preview, p),
         })
     print(f"train: {result.summary} {result.tags} (MLflow run {run.info.run_id})")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import gzip
 import http.server
+import os
 import struct
 import threading
 from pathlib import Path
@@ -38,6 +39,16 @@ def write_fake_mnist(folder: Path, n_train: int = 60, n_test: int = 20, seed: in
     return arrays
 
 
+def write_tiny_split() -> None:
+    """data/split in the current folder as the split stage leaves it: 4 blank 2x2 images per part, 2 classes."""
+    from imgclf import layout
+    from imgclf.artifacts import write_json, write_part
+
+    for name in ("train", "val"):
+        write_part(layout.SPLIT_DIR, name, np.zeros((4, 2, 2, 1), np.float32), np.array([0, 1, 0, 1]))
+    write_json(layout.meta_file(layout.SPLIT_DIR), {"class_names": ["a", "b"]})
+
+
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args) -> None:
         pass
@@ -59,11 +70,20 @@ def http_server(tmp_path):
         server.server_close()
 
 
+def require(available: bool, what: str) -> None:
+    """Skip a test whose prerequisite is missing; under CI=true, which installs them all, fail instead."""
+    if available:
+        return
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{what}; CI must provide it (see .ci/run)", pytrace=False)
+    pytest.skip(what)
+
+
 @pytest.fixture
 def shared_mnist() -> Path:
     """The real MNIST test set beside the project (CI has it; a user's clone does not)."""
-    if not (SHARED_MNIST / "t10k-images-idx3-ubyte.gz").exists():
-        pytest.skip("real MNIST test set not found at ../shared/data/mnist-t10k")
+    require((SHARED_MNIST / "t10k-images-idx3-ubyte.gz").exists(),
+            "real MNIST test set not found at ../shared/data/mnist-t10k")
     return SHARED_MNIST
 
 
@@ -111,4 +131,7 @@ def make_photo_tree(root: Path, presplit: bool = True, seed: int = 0) -> dict:
     (train / "shirt" / "corrupt.jpg").write_bytes(good[: len(good) // 3])
     (train / "shoes" / "notes.jpg").write_text("not a photo\n")
     (train / "shoes" / ".DS_Store").write_bytes(b"\x00\x01hidden")
+    # What Windows leaves beside photos: not dot-files, yet not photos either
+    (train / "bag" / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0thumbnail cache")
+    (train / "shirt" / "desktop.ini").write_text("[.ShellClassInfo]\n")
     return written

@@ -62,8 +62,19 @@ def commit(repo: Path, message: str) -> None:
     run(repo, "git", "commit", "-qm", message)
 
 
+def reset(repo: Path) -> None:
+    """Back to the last commit: params, dvc.lock and metrics from git, every output from DVC's cache."""
+    run(repo, "git", "checkout", "-q", "--", ".")
+    dvc(repo, "checkout", "-q", "--force")
+
+
 def stages_run(result: subprocess.CompletedProcess) -> set[str]:
     return set(re.findall(r"Running stage '(\w+)'", result.stdout))
+
+
+def stages_restored(result: subprocess.CompletedProcess) -> set[str]:
+    """Stages DVC restored from its run-cache instead of running them."""
+    return set(re.findall(r"Stage '(\w+)' is cached - skipping run", result.stdout))
 
 
 def set_param(repo: Path, dotted: str, value) -> None:
@@ -82,6 +93,15 @@ def mlflow_runs(repo: Path):
     client = MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("image-classifier")
     return client, client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
+
+
+def training_runs(runs: list) -> list:
+    return [r for r in runs if r.data.tags.get("stage") == "train"]
+
+
+def evaluations(runs: list, training_run_id: str) -> list:
+    """The evaluation runs nested under one training run."""
+    return [r for r in runs if r.data.tags.get("mlflow.parentRunId") == training_run_id]
 
 
 def experiments(repo: Path) -> dict[str, dict]:

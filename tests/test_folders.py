@@ -5,14 +5,16 @@ from imgclf.folders import from_manifest, scan_image_folder, to_manifest
 from tests.conftest import PHOTO_COUNTS, make_photo_tree
 
 
-def test_presplit_tree_uses_its_folders_and_ignores_hidden_files(tmp_path):
+def test_presplit_tree_uses_its_folders_and_ignores_hidden_and_system_files(tmp_path):
     make_photo_tree(tmp_path, presplit=True)
     dataset = scan_image_folder(tmp_path)
     assert dataset.presplit and dataset.class_names == ("bag", "shirt", "shoes")
     assert set(dataset.files) == {"train", "val", "test"}
-    # the rotated photo and the two bad files are listed; .DS_Store is not
+    # the rotated photo and the two bad files are listed; .DS_Store, Thumbs.db and desktop.ini are not
+    assert (tmp_path / "train/bag/Thumbs.db").exists() and (tmp_path / "train/shirt/desktop.ini").exists()
     assert len(dataset.files["train"]) == sum(PHOTO_COUNTS["train"].values()) + 3
-    assert not [p for p, _ in dataset.files["train"] if p.name.startswith(".")]
+    names = {p.name for p, _ in dataset.files["train"]}
+    assert not {".DS_Store", "Thumbs.db", "desktop.ini"} & names
     assert {label for _, label in dataset.files["test"]} == {0, 1, 2}
 
 

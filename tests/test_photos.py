@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -13,7 +14,20 @@ from PIL import Image
 
 from imgclf.folders import scan_image_folder
 from tests.conftest import PHOTO_COUNTS, make_photo_tree
-from tests.dvc_project import dvc, experiments, make_project, mlflow_runs, run, set_param, stages_run
+from tests.dvc_project import (
+    commit,
+    dvc,
+    evaluations,
+    experiments,
+    make_project,
+    mlflow_runs,
+    reset,
+    run,
+    set_param,
+    stages_restored,
+    stages_run,
+    training_runs,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -31,12 +45,31 @@ def photos(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory, photos):
+def project(tmp_path_factory, photos):
     repo = make_project(tmp_path_factory.mktemp("shop"), {**SMALL_CNN, "data.path": str(photos / "presplit")})
     result = dvc(repo, "repro")
     assert stages_run(result) == {"download", "preprocess", "split", "train", "evaluate", "report"}
     assert "skipping" in result.stderr + result.stdout and "corrupt.jpg" in result.stderr + result.stdout
+    commit(repo, "baseline")
     return repo
+
+
+@pytest.fixture
+def repo(project):
+    """The project as committed after its first `dvc repro`, whatever the test before did."""
+    reset(project)
+    return project
+
+
+def _upload(repo, photos) -> tuple[Path, str]:
+    """A test photo as a shop's customer would upload it (RGBA PNG, another size), and evaluate's class for it."""
+    probs = np.load(repo / "data/predictions/test_probs.npy")
+    files = scan_image_folder(photos / "presplit").files["test"]
+    index = int(np.argmax(probs.max(axis=1)))
+    class_names = json.loads((repo / "data/split/meta.json").read_text())["class_names"]
+    with Image.open(files[index][0]) as original:
+        original.convert("RGBA").resize((101, 67)).save(repo / "upload.png")
+    return repo / "upload.png", class_names[int(probs[index].argmax())]
 
 
 def test_presplit_photos_train_a_cnn_and_skip_bad_files(repo):
@@ -65,31 +98,30 @@ def test_fail_mode_lists_the_bad_files_and_writes_nothing(repo):
     assert not (repo / "data/processed").exists()
     assert not list((repo / "data").glob(".processed*"))  # no staging folder left behind
     run(repo, "git", "checkout", "-q", "--", "params.yaml")
-    assert stages_run(dvc(repo, "repro")) <= {"preprocess"}  # restored from the cache, or rerun
+    recovered = dvc(repo, "repro")
+    # the failed run removed data/processed; DVC brings it back (rerun or from its run-cache), nothing else
+    assert stages_run(recovered) | stages_restored(recovered) == {"preprocess"}, recovered.stdout
+    assert (repo / "data/processed/train_x.npy").exists()
+    assert dvc(repo, "status").stdout.strip() == "Data and pipelines are up to date."
 
 
 def test_predict_on_a_new_size_and_mode_agrees_with_evaluate(repo, photos):
-    probs = np.load(repo / "data/predictions/test_probs.npy")
-    files = scan_image_folder(photos / "presplit").files["test"]
-    index = int(np.argmax(probs.max(axis=1)))
-    class_names = json.loads((repo / "data/split/meta.json").read_text())["class_names"]
-    with Image.open(files[index][0]) as original:
-        original.convert("RGBA").resize((101, 67)).save(repo / "upload.png")
+    _, expected = _upload(repo, photos)
     out = run(repo, sys.executable, "-m", "imgclf.predict", "upload.png", "--top", "2",
               "--json", "answers.json").stdout
-    expected = class_names[int(probs[index].argmax())]
     assert re.match(rf"upload\.png: {expected} \(", out), out
     answers = json.loads((repo / "answers.json").read_text())
     assert answers["upload.png"][0]["class"] == expected and len(answers["upload.png"]) == 2
 
 
-def test_transfer_with_balanced_class_weights(repo, tmp_path):
+def test_transfer_with_balanced_class_weights(repo, photos, tmp_path):
+    _upload(repo, photos)
     dvc(repo, "exp", "run", "-n", "transfer", "-S", "train.model=transfer", "-S", "train.transfer.weights=none",
         "-S", "train.transfer.backbone=mobilenet_v2", "-S", "train.class_weight=balanced", "-S", "train.epochs=1")
     row = experiments(repo)["transfer"]
     assert row["params"]["params.yaml"]["data"]["train"]["model"] == "transfer"
     client, runs = mlflow_runs(repo)
-    (tracked,) = [r for r in runs if r.data.tags.get("dvc.exp_name") == "transfer"]
+    (tracked,) = [r for r in training_runs(runs) if r.data.tags.get("dvc.exp_name") == "transfer"]
     weights = json.loads(Path(client.download_artifacts(tracked.info.run_id, "class_weights.json",
                                                         str(tmp_path))).read_text())
     assert weights["shoes"] > weights["bag"] > weights["shirt"]  # 6, 13 and 18 training photos
@@ -103,7 +135,6 @@ def test_transfer_with_balanced_class_weights(repo, tmp_path):
 
 
 def test_flat_folder_is_split_stratified(repo, photos):
-    run(repo, "git", "checkout", "-q", "--", "params.yaml")
     dvc(repo, "exp", "run", "-n", "flat", "-S", f"data.path={photos / 'flat'}")
     split = json.loads((repo / "metrics/split.json").read_text())
     assert split["test_source"] == "carved" and split["skipped_images"] == 2
@@ -114,3 +145,30 @@ def test_flat_folder_is_split_stratified(repo, photos):
         share = split[part] / sum(total.values())
         for name, n in counts.items():
             assert abs(n - total[name] * share) <= 1.5, (part, name, n)
+
+
+def test_a_restored_model_scored_on_a_changed_test_set_keeps_both_evaluations(repo, photos, tmp_path):
+    shop = tmp_path / "shop"
+    shutil.copytree(photos / "presplit", shop)
+    dvc(repo, "exp", "run", "-n", "test-v1", "-S", f"data.path={shop}", "-S", "train.epochs=3")
+    model_run = json.loads((repo / "models/model.json").read_text())["mlflow_run_id"]
+    first = json.loads((repo / "metrics/eval.json").read_text())
+
+    reset(repo)  # back to the baseline (8 epochs), so 3 epochs is a change DVC finds in its run-cache
+    sorted((shop / "test" / "shirt").iterdir())[0].unlink()  # the test set changes; train and val do not
+    result = dvc(repo, "exp", "run", "-n", "test-v2", "-S", f"data.path={shop}", "-S", "train.epochs=3")
+    assert stages_restored(result) == {"train"} and "Running stage 'evaluate'" in result.stdout
+    assert f"this model was trained earlier, in MLflow run {model_run}" in result.stdout
+    assert json.loads((repo / "models/model.json").read_text())["mlflow_run_id"] == model_run
+    second = json.loads((repo / "metrics/eval.json").read_text())
+
+    client, runs = mlflow_runs(repo)
+    assert client.get_run(model_run).info.status == "FINISHED"  # evaluate never reopens the training run
+    assert not [k for k in client.get_run(model_run).data.metrics if k.startswith("test_")]
+    scored = {r.data.tags["dvc.exp_name"]: r for r in evaluations(runs, model_run)}
+    assert {"test-v1", "test-v2"} <= set(scored)
+    v1, v2 = scored["test-v1"], scored["test-v2"]
+    assert v1.data.tags["test.x.md5"] != v2.data.tags["test.x.md5"]
+    assert v1.data.metrics["test_loss"] == pytest.approx(first["loss"])
+    assert v2.data.metrics["test_loss"] == pytest.approx(second["loss"])
+    assert first["loss"] != second["loss"]  # two test sets, two records, neither overwritten

@@ -1,4 +1,8 @@
-"""End to end: the real `dvc repro` and `dvc exp run` in a temporary git repo, offline."""
+"""End to end: the real `dvc repro` and `dvc exp run` in a temporary git repo, offline.
+
+Every test starts from the committed baseline (the autouse `baseline` fixture), so the
+tests pass in any order and each one may change params or outputs freely.
+"""
 
 from __future__ import annotations
 
@@ -6,26 +10,57 @@ import json
 import re
 import shutil
 import sys
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from tests.dvc_project import commit, dvc, experiments, make_project, mlflow_runs, run, set_param, stages_run
+from tests.conftest import require
+from tests.dvc_project import (
+    commit,
+    dvc,
+    evaluations,
+    experiments,
+    make_project,
+    mlflow_runs,
+    reset,
+    run,
+    set_param,
+    stages_restored,
+    stages_run,
+    training_runs,
+)
 
 pytestmark = pytest.mark.slow
 
 STAGES = {"download", "preprocess", "split", "train", "evaluate", "report"}
 
 
+@dataclass(frozen=True)
+class Project:
+    path: Path
+    commit: str  # the commit the baseline model was trained from
+    run_id: str  # the baseline model's MLflow training run
+
+
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory):
-    """A fresh git repo holding the project, after one `dvc repro` on the default params."""
+def project(tmp_path_factory) -> Project:
+    """A fresh git repo holding the project, after one `dvc repro` on the default params, committed."""
     repo = make_project(tmp_path_factory.mktemp("project"))
+    trained_from = run(repo, "git", "rev-parse", "HEAD").stdout.strip()
     first = dvc(repo, "repro")
     assert stages_run(first) == STAGES
     commit(repo, "baseline")
-    return repo
+    run_id = json.loads((repo / "models/model.json").read_text())["mlflow_run_id"]
+    return Project(repo, trained_from, run_id)
+
+
+@pytest.fixture
+def repo(project) -> Path:
+    reset(project.path)
+    return project.path
 
 
 def test_repro_writes_metrics_plots_and_report(repo):
@@ -50,32 +85,50 @@ def test_repro_writes_metrics_plots_and_report(repo):
         assert title in plots.stdout
 
 
-def test_training_is_tracked_in_mlflow(repo):
+def test_training_is_tracked_in_mlflow(repo, project):
+    from imgclf.devices import describe_device
+
     client, runs = mlflow_runs(repo)
-    assert len(runs) == 1
-    (tracked,) = runs
-    evaluation = json.loads((repo / "metrics/eval.json").read_text())
-    assert tracked.info.status == "FINISHED"
+    tracked = client.get_run(project.run_id)
+    assert tracked.info.status == "FINISHED" and tracked.data.tags["stage"] == "train"
     assert tracked.data.params["train.optimizer"] == "adam" and tracked.data.params["data.dataset"] == "digits"
-    assert tracked.data.metrics["test_accuracy"] == pytest.approx(evaluation["accuracy"])
     assert len(client.get_metric_history(tracked.info.run_id, "val_loss")) == 30
-    assert tracked.data.tags["device"] == "CPU"
+    assert tracked.data.tags["device"] == describe_device()
     assert tracked.data.tags["tensorflow.version"]
-    head = run(repo, "git", "rev-parse", "HEAD~1").stdout.strip()
-    assert tracked.data.tags["mlflow.source.git.commit"] == head
-    artifacts = {a.path for a in client.list_artifacts(tracked.info.run_id, "evaluation")}
-    assert {"evaluation/confusion_matrix.png", "evaluation/classification_report.json",
-            "evaluation/confusion_matrix.json"} <= artifacts
+    assert tracked.data.tags["mlflow.source.git.commit"] == project.commit
     models = client.search_logged_models(experiment_ids=[tracked.info.experiment_id])
-    assert [m.source_run_id for m in models] == [tracked.info.run_id]
-    info = json.loads((repo / "models/model.json").read_text())
-    assert info["mlflow_run_id"] == tracked.info.run_id
+    assert project.run_id in [m.source_run_id for m in models]
+
+    # the test metrics are the evaluation's own run, nested under the training run
+    evaluation = json.loads((repo / "metrics/eval.json").read_text())
+    assert not [k for k in tracked.data.metrics if k.startswith("test_")]
+    scored = evaluations(runs, project.run_id)
+    assert scored and all(r.info.status == "FINISHED" for r in scored)
+    first = scored[0]
+    assert first.data.tags["stage"] == "evaluate" and first.data.tags["model.run_id"] == project.run_id
+    assert first.data.metrics["test_accuracy"] == pytest.approx(evaluation["accuracy"])
+    test_md5 = first.data.tags["test.x.md5"]
+    lock = (repo / "dvc.lock").read_text()
+    assert test_md5 in lock and first.data.tags["test.y.md5"] in lock  # the test files' DVC hashes
+    artifacts = {a.path for a in client.list_artifacts(first.info.run_id, "evaluation")}
+    assert {"evaluation/confusion_matrix.png", "evaluation/classification_report.json",
+            "evaluation/confusion_matrix.json", "evaluation/mistakes.png"} <= artifacts
+
+
+def test_one_mlflow_name_per_quantity(repo):
+    for tracked in mlflow_runs(repo)[1]:
+        names = set(tracked.data.metrics)
+        assert not [n for n in names if n.startswith("validation_")], names  # val_* already holds them
+        assert not [n for n in names if n.startswith("final_final_")], names
+    tracked = mlflow_runs(repo)[0].get_run(json.loads((repo / "models/model.json").read_text())["mlflow_run_id"])
+    assert {"val_loss", "val_accuracy", "final_learning_rate", "final_val_loss"} <= set(tracked.data.metrics)
 
 
 def test_second_repro_runs_nothing(repo):
+    before = len(mlflow_runs(repo)[1])
     result = dvc(repo, "repro")
     assert stages_run(result) == set()
-    assert len(mlflow_runs(repo)[1]) == 1
+    assert len(mlflow_runs(repo)[1]) == before
 
 
 def test_predict_agrees_with_evaluate(repo):
@@ -94,34 +147,33 @@ def test_same_params_give_identical_metrics(repo):
     dvc(repo, "repro", "--force", "--single-item", "evaluate")
     after = {p: (repo / p).read_text() for p in before}
     assert after == before
-    run(repo, "git", "checkout", "-q", "--", "dvc.lock")
-    dvc(repo, "checkout", "-q", "--force")
 
 
 def test_changing_epochs_reruns_train_evaluate_report_only(repo):
     set_param(repo, "train.epochs", 3)
     result = dvc(repo, "repro")
-    assert stages_run(result) == {"train", "evaluate", "report"}
+    # run, or restored from DVC's run-cache when another test trained 3 epochs before
+    assert stages_run(result) | stages_restored(result) == {"train", "evaluate", "report"}, result.stdout
     assert json.loads((repo / "metrics/train.json").read_text())["epochs_run"] == 3
-    run(repo, "git", "checkout", "-q", "--", ".")
-    dvc(repo, "checkout", "-q", "--force")
 
 
 def test_run_cache_restores_training_without_a_new_mlflow_run(repo):
-    # epochs=3 was trained above; epochs=4, then 3 again: DVC restores the second from its run-cache
+    dvc(repo, "exp", "run", "-n", "three", "-S", "train.epochs=3")  # trains, or restores an earlier test's
+    three = json.loads((repo / "models/model.json").read_text())["mlflow_run_id"]
     dvc(repo, "exp", "run", "-n", "four", "-S", "train.epochs=4")
-    runs_before = mlflow_runs(repo)[1]
+    trained_before = [r.info.run_id for r in training_runs(mlflow_runs(repo)[1])]
+    evaluated_before = len(evaluations(mlflow_runs(repo)[1], three))
     run(repo, "git", "checkout", "-q", "--", "params.yaml")
     result = dvc(repo, "exp", "run", "-n", "three-again", "-S", "train.epochs=3")
-    assert "Stage 'train' is cached - skipping run" in result.stdout
-    assert "Running stage 'train'" not in result.stdout
-    runs_after = mlflow_runs(repo)[1]
-    assert [r.info.run_id for r in runs_after] == [r.info.run_id for r in runs_before]  # no new or phantom run
-    info = json.loads((repo / "models/model.json").read_text())
-    (trained,) = [r for r in runs_after if r.info.run_id == info["mlflow_run_id"]]
+    # the same model on the same test set: DVC restores the evaluation's outputs too, and MLflow keeps its record
+    assert {"train", "evaluate"} <= stages_restored(result)
+    assert "Running stage 'train'" not in result.stdout and "Running stage 'evaluate'" not in result.stdout
+    _, runs = mlflow_runs(repo)
+    assert [r.info.run_id for r in training_runs(runs)] == trained_before  # no new or phantom training run
+    assert json.loads((repo / "models/model.json").read_text())["mlflow_run_id"] == three
+    (trained,) = [r for r in runs if r.info.run_id == three]
     assert trained.data.params["train.epochs"] == "3" and trained.info.status == "FINISHED"
-    run(repo, "git", "checkout", "-q", "--", ".")
-    dvc(repo, "checkout", "-q", "--force")
+    assert len(evaluations(runs, three)) == evaluated_before >= 1
 
 
 def test_ci_replay_prints_param_and_metric_diffs(repo):
@@ -130,8 +182,6 @@ def test_ci_replay_prints_param_and_metric_diffs(repo):
     assert re.search(r"\|\s*params\.yaml\s*\|\s*train\.epochs\s*\|\s*30\s*\|\s*5\s*\|", result.stdout), result.stdout
     assert re.search(r"\|\s*metrics/eval\.json\s*\|\s*accuracy\s*\|", result.stdout), result.stdout
     assert "## Metrics against `HEAD`" in result.stdout
-    run(repo, "git", "checkout", "-q", "--", ".")
-    dvc(repo, "checkout", "-q", "--force")
 
 
 def test_remote_push_then_clone_pull_is_up_to_date(repo, tmp_path):
@@ -149,8 +199,7 @@ def test_remote_push_then_clone_pull_is_up_to_date(repo, tmp_path):
 
 def test_report_renders_in_chromium(repo, tmp_path):
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if not chromium:
-        pytest.skip("Chromium not installed (.ci/run installs Debian's chromium package)")
+    require(bool(chromium), "Chromium not installed (.ci/run installs Debian's chromium package)")
     from playwright.sync_api import sync_playwright
 
     errors: list[str] = []
@@ -175,6 +224,8 @@ def test_report_renders_in_chromium(repo, tmp_path):
         assert picture.width == 1200 and picture.height > 2000
         assert len(set(picture.convert("L").getdata())) > 50  # rendered content, not a blank page
 
+
+def test_experiment_is_shown_by_dvc_and_tracked_in_mlflow(repo):
     dvc(repo, "exp", "run", "-n", "sgd-try", "-S", "train.optimizer=sgd", "-S", "train.epochs=5")
     rows = experiments(repo)
     sgd = rows["sgd-try"]
@@ -184,9 +235,11 @@ def test_report_renders_in_chromium(repo, tmp_path):
     assert workspace["params"]["params.yaml"]["data"]["train"]["optimizer"] == "sgd"
 
     _, runs = mlflow_runs(repo)
-    tagged = [r for r in runs if r.data.tags.get("dvc.exp_name") == "sgd-try"]
+    tagged = [r for r in training_runs(runs) if r.data.tags.get("dvc.exp_name") == "sgd-try"]
     assert len(tagged) == 1 and tagged[0].info.run_name == "sgd-try"
     assert tagged[0].data.params["train.optimizer"] == "sgd"
-    assert tagged[0].data.metrics["test_accuracy"] == pytest.approx(
+    (scored,) = evaluations(runs, tagged[0].info.run_id)
+    assert scored.data.tags["dvc.exp_name"] == "sgd-try"
+    assert scored.data.metrics["test_accuracy"] == pytest.approx(
         sgd["metrics"]["metrics/eval.json"]["data"]["accuracy"])
     assert all(r.info.status == "FINISHED" for r in runs)

@@ -46,12 +46,13 @@ def test_inconsistent_raw_arrays_are_rejected(images, labels, message):
 
 
 def test_decode_images_keeps_order_and_returns_bad_files_as_errors(tmp_path):
+    from imgclf.folders import scan_image_folder
     from imgclf.images import BadImageError
     from imgclf.preprocess import decode_images
     from tests.conftest import make_photo_tree
 
     make_photo_tree(tmp_path, presplit=False)
-    paths = sorted(p for p in tmp_path.rglob("*") if p.is_file() and not p.name.startswith("."))
+    paths = [path for path, _ in scan_image_folder(tmp_path).files["all"]]  # the files preprocess is given
     for workers in (1, 2):
         results = list(decode_images(paths, (16, 16), 3, workers=workers))
         bad = [p.name for p, r in zip(paths, results) if isinstance(r, BadImageError)]

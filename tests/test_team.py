@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from tests.dvc_project import commit, dvc, experiments, make_project, mlflow_runs
+from tests.dvc_project import commit, dvc, evaluations, experiments, make_project, mlflow_runs, training_runs
 
 pytestmark = pytest.mark.slow
 
@@ -93,10 +93,12 @@ def test_queued_experiments_run_two_at_a_time(repo):
     _, runs = mlflow_runs(repo)
     for name in names:
         accuracy = rows[name]["metrics"]["metrics/eval.json"]["data"]["accuracy"]
-        tagged = [r for r in runs if r.data.tags.get("dvc.exp_name") == name]
-        assert len(tagged) == 1, f"{name}: {len(tagged)} MLflow runs"
+        tagged = [r for r in training_runs(runs) if r.data.tags.get("dvc.exp_name") == name]
+        assert len(tagged) == 1, f"{name}: {len(tagged)} MLflow training runs"
         assert tagged[0].info.status == "FINISHED"
-        assert tagged[0].data.metrics["test_accuracy"] == pytest.approx(accuracy)
+        (scored,) = evaluations(runs, tagged[0].info.run_id)
+        assert scored.info.status == "FINISHED"
+        assert scored.data.metrics["test_accuracy"] == pytest.approx(accuracy)
         assert tagged[0].data.params["train.learning_rate"] == name.split("-")[1]
 
 
@@ -108,13 +110,17 @@ def test_runs_go_to_the_server_named_by_mlflow_tracking_uri(repo, mlflow_server)
 
     api = f"{mlflow_server}/api/2.0/mlflow"
     experiment = _get(f"{api}/experiments/get-by-name?experiment_name=image-classifier")["experiment"]
-    runs = _post(f"{api}/runs/search", {"experiment_ids": [experiment["experiment_id"]]})["runs"]
-    (found,) = [r for r in runs if {"key": "dvc.exp_name", "value": "shared"} in r["data"]["tags"]]
-    assert found["info"]["status"] == "FINISHED"
-    metrics = {m["key"]: m["value"] for m in found["data"]["metrics"]}
-    assert 0 <= metrics["test_accuracy"] <= 1 and "val_loss" in metrics
+    runs = _post(f"{api}/runs/search", {"experiment_ids": [experiment["experiment_id"]],
+                                         "filter": "tags.`dvc.exp_name` = 'shared'"})["runs"]
+    by_stage = {next(t["value"] for t in r["data"]["tags"] if t["key"] == "stage"): r for r in runs}
+    assert len(runs) == 2 and set(by_stage) == {"train", "evaluate"}
+    found, scored = by_stage["train"], by_stage["evaluate"]
     run_id = found["info"]["run_id"]
-    files = _get(f"{api}/artifacts/list?run_id={run_id}&path=evaluation")["files"]
+    assert found["info"]["status"] == scored["info"]["status"] == "FINISHED"
+    assert {"key": "mlflow.parentRunId", "value": run_id} in scored["data"]["tags"]
+    assert "val_loss" in {m["key"] for m in found["data"]["metrics"]}
+    assert 0 <= {m["key"]: m["value"] for m in scored["data"]["metrics"]}["test_accuracy"] <= 1
+    files = _get(f"{api}/artifacts/list?run_id={scored['info']['run_id']}&path=evaluation")["files"]
     assert {"evaluation/confusion_matrix.png", "evaluation/classification_report.json"} <= {f["path"] for f in files}
     model = _get(f"{api}/registered-models/get?name=digits-classifier")["registered_model"]
     assert model["latest_versions"][0]["run_id"] == run_id

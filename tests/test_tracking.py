@@ -1,5 +1,4 @@
 import mlflow
-import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -38,19 +37,17 @@ def test_tags_name_the_dvc_experiment_and_the_device(project, monkeypatch):
     monkeypatch.setenv("DVC_EXP_NAME", "lr-sweep-1")
     monkeypatch.setenv("DVC_EXP_BASELINE_REV", "abc123")
     tags = tracking.run_tags("digits", "CPU", "2.x")
-    assert tags == {"mlflow.source.git.commit": "abc123", "device": "CPU", "tensorflow.version": "2.x",
-                    "dataset": "digits", "dvc.exp_name": "lr-sweep-1"}
+    assert tags == {"stage": "train", "mlflow.source.git.commit": "abc123", "device": "CPU",
+                    "tensorflow.version": "2.x", "dataset": "digits", "dvc.exp_name": "lr-sweep-1"}
 
 
 def test_a_failed_training_run_is_marked_failed(project, monkeypatch):
     from imgclf import layout
-    from imgclf.artifacts import write_json, write_part
     from stages import train
+    from tests.conftest import write_tiny_split
 
     (project.parent / "copy" / "params.yaml").write_text("train:\n  epochs: 1\n")
-    for name in ("train", "val"):
-        write_part(layout.SPLIT_DIR, name, np.zeros((4, 2, 2, 1), np.float32), np.array([0, 1, 0, 1]))
-    write_json(layout.meta_file(layout.SPLIT_DIR), {"class_names": ["a", "b"]})
+    write_tiny_split()
 
     def broken_fit(*args, **kwargs):
         raise RuntimeError("out of memory")

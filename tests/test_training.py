@@ -6,15 +6,10 @@ import keras
 import numpy as np
 import pytest
 
+from imgclf.augmentation import build_augmentation
+from imgclf.batches import make_dataset
 from imgclf.params import AugmentationParams, CallbackParams, EarlyStoppingParams, TrainParams, parse_params
-from imgclf.training import (
-    augmentation_preview,
-    build_augmentation,
-    class_weights,
-    make_dataset,
-    make_deterministic,
-    train_network,
-)
+from imgclf.training import class_weights, make_deterministic, train_network
 
 
 def _data(n=96, seed=0, learnable=True):
@@ -104,18 +99,11 @@ def test_augmentation_changes_training_batches_only():
     np.testing.assert_array_equal(first, second)  # evaluation and predict see the images as they are
 
 
-def test_flip_is_the_only_transform_turned_on():
-    augment = build_augmentation(AugmentationParams(flip=True), seed=0)
-    assert [type(layer).__name__ for layer in augment.layers] == ["RandomFlip"]
-    assert build_augmentation(AugmentationParams(), seed=0) is None
-
-
-def test_augmentation_preview_shape():
-    images = _data()[0][0][:3]
-    grid = augmentation_preview(images, AugmentationParams(rotation=20), seed=0, copies=2)
-    assert grid.shape == (3, 3, 4, 4, 1)
-    np.testing.assert_array_equal(grid[:, 0], images)
-    assert augmentation_preview(images, AugmentationParams(), seed=0).shape == (3, 1, 4, 4, 1)
+def test_same_seed_and_augmentation_give_identical_metrics():
+    aug = AugmentationParams(rotation=20, zoom=0.1, shift=0.1, flip=True, contrast=0.2)
+    first, second = _train(seed=3, augmentation=aug), _train(seed=3, augmentation=aug)
+    assert first.rows == second.rows and first.summary == second.summary
+    assert first.rows != _train(seed=3).rows  # the augmentation did change training
 
 
 def test_balanced_class_weights_counter_imbalance():
@@ -131,12 +119,32 @@ def test_class_weights_reach_the_loss():
     assert unweighted.rows[0]["loss"] != pytest.approx(weighted.rows[0]["loss"], rel=1e-3)
 
 
-def test_invalid_training_options_fail_before_training():
-    from imgclf.params import ParamsError
+def test_invalid_training_options_stop_the_stage_before_training(tmp_path, monkeypatch, capsys):
+    from imgclf import layout
+    from imgclf.errors import run_stage
+    from stages import train
+    from tests.conftest import write_tiny_split
 
-    for bad in ({"optimizer": "adamax"}, {"batch_size": 0}, {"dropout": 1.5}, {"learning_rate": -0.01}):
-        with pytest.raises(ParamsError, match=f"train.{next(iter(bad))}"):
-            parse_params({"train": bad})
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    write_tiny_split()
+
+    def must_not_train(*args, **kwargs):
+        raise AssertionError("training started despite invalid params")
+
+    monkeypatch.setattr(train, "train_network", must_not_train)
+    monkeypatch.setattr(train, "train_logreg", must_not_train)
+    for bad, key in (("optimizer: adamax", "train.optimizer"), ("batch_size: 0", "train.batch_size"),
+                     ("dropout: 1.5", "train.dropout"), ("learning_rate: -0.01", "train.learning_rate")):
+        layout.PARAMS.write_text(f"train:\n  {bad}\n")
+        with pytest.raises(SystemExit) as stopped:
+            run_stage(train.main)
+        assert stopped.value.code == 2
+        error = capsys.readouterr().err.strip()
+        assert error.startswith(f"error: {key} = ") and "\n" not in error, error
+    # nothing was tracked or written: no MLflow store, no model, no metrics
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "params.yaml"]
 
 
 def test_keras_history_has_the_learning_rate():
@@ -146,14 +154,14 @@ def test_keras_history_has_the_learning_rate():
 
 
 def test_large_splits_stream_from_disk_in_the_same_order(tmp_path, monkeypatch):
-    from imgclf import training
+    from imgclf import batches
     from imgclf.artifacts import read_part, write_part
 
     (x, y), _ = _data()
     write_part(tmp_path, "train", x, y)
     mapped = read_part(tmp_path, "train")
     in_memory = [b for b in make_dataset(mapped, 16, 3, "sparse", shuffle_seed=3)]
-    monkeypatch.setattr(training, "IN_MEMORY_BYTES", 0)
+    monkeypatch.setattr(batches, "IN_MEMORY_BYTES", 0)
     streamed = [b for b in make_dataset(mapped, 16, 3, "one_hot", shuffle_seed=3)]
     assert len(streamed) == len(in_memory) == 5
     for (xa, ya), (xb, yb) in zip(in_memory, streamed):
@@ -164,13 +172,23 @@ def test_large_splits_stream_from_disk_in_the_same_order(tmp_path, monkeypatch):
     assert result.summary["epochs_run"] == 2
 
 
+def _local_gpus() -> int:
+    import tensorflow as tf
+
+    return len(tf.config.list_logical_devices("GPU"))
+
+
 def test_distribution_strategy_from_params(monkeypatch):
+    from imgclf.devices import describe_strategy, make_strategy
     from imgclf.errors import PipelineError
-    from imgclf.training import describe_strategy, make_strategy
 
     monkeypatch.delenv("TF_CONFIG", raising=False)
-    assert describe_strategy(make_strategy("auto")) == {"distribute.strategy": "none", "distribute.replicas": "1"}
-    assert describe_strategy(make_strategy("none"))["distribute.strategy"] == "none"
+    gpus = _local_gpus()
+    # auto: mirrored over the local GPUs when there are several, else the default single device
+    expected = {"distribute.strategy": "MirroredStrategy", "distribute.replicas": str(gpus)} if gpus > 1 else \
+        {"distribute.strategy": "none", "distribute.replicas": "1"}
+    assert describe_strategy(make_strategy("auto")) == expected
+    assert describe_strategy(make_strategy("none")) == {"distribute.strategy": "none", "distribute.replicas": "1"}
     assert describe_strategy(make_strategy("mirrored"))["distribute.strategy"] == "MirroredStrategy"
     with pytest.raises(PipelineError, match="TF_CONFIG"):
         make_strategy("multi_worker")
@@ -178,5 +196,6 @@ def test_distribution_strategy_from_params(monkeypatch):
 
 def test_training_under_mirrored_strategy():
     result = _train(distribute="mirrored", epochs=1)
-    assert result.tags == {"distribute.strategy": "MirroredStrategy", "distribute.replicas": "1"}
+    # one replica per local GPU; on a machine without one, a single CPU replica
+    assert result.tags == {"distribute.strategy": "MirroredStrategy", "distribute.replicas": str(max(1, _local_gpus()))}
     assert result.summary["epochs_run"] == 1

@@ -1,0 +1,46 @@
+"""Random transforms of training images, as Keras preprocessing layers, each with its own seed."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from imgclf.params import AugmentationParams
+
+# Each transform draws from its own stream. One shared integer seed would start every layer's
+# stream at the same point, so rotation, zoom, shift, flip and contrast would move together.
+_TRANSFORMS = ("rotation", "zoom", "shift", "flip", "contrast")
+
+
+def transform_seed(seed: int, transform: str) -> int:
+    """A seed of its own for one transform, derived from the run's seed (stable when others are toggled)."""
+    return int(np.random.SeedSequence([seed, _TRANSFORMS.index(transform)]).generate_state(1)[0])
+
+
+def build_augmentation(aug: AugmentationParams, seed: int) -> keras.Sequential | None:
+    """Keras preprocessing layers for the enabled transforms, or None when all are off."""
+    fill = {"fill_mode": "constant", "fill_value": 0.0}
+    layers = []
+    if aug.rotation:
+        layers.append(keras.layers.RandomRotation(aug.rotation / 360.0, seed=transform_seed(seed, "rotation"),
+                                                  **fill))
+    if aug.zoom:
+        layers.append(keras.layers.RandomZoom(aug.zoom, seed=transform_seed(seed, "zoom"), **fill))
+    if aug.shift:
+        layers.append(keras.layers.RandomTranslation(aug.shift, aug.shift, seed=transform_seed(seed, "shift"), **fill))
+    if aug.flip:
+        layers.append(keras.layers.RandomFlip("horizontal", seed=transform_seed(seed, "flip")))
+    if aug.contrast:
+        layers.append(keras.layers.RandomContrast(aug.contrast, value_range=(0, 1),
+                                                  seed=transform_seed(seed, "contrast")))
+    return keras.Sequential(layers, name="augmentation") if layers else None
+
+
+def augmentation_preview(images: np.ndarray, aug: AugmentationParams, seed: int, copies: int = 4) -> np.ndarray:
+    """N x (1 + copies) x H x W x C: each image, then augmented versions (none when augmentation is off)."""
+    augment = build_augmentation(aug, seed)
+    versions = [images]
+    if augment is not None:
+        versions += [np.clip(keras.ops.convert_to_numpy(augment(images, training=True)), 0, 1)
+                     for _ in range(copies)]
+    return np.stack(versions, axis=1)

@@ -1,0 +1,43 @@
+"""tf.data batches for fit: from memory, or streamed from a memory-mapped .npy larger than RAM."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+Arrays = tuple[np.ndarray, np.ndarray]
+
+# A split up to this size is loaded into memory once (tf.data then serves it from RAM every epoch);
+# a larger one streams from its memory-mapped .npy file, a batch of rows at a time.
+IN_MEMORY_BYTES = 2 * 1024**3
+
+
+def make_dataset(data: Arrays, batch_size: int, n_classes: int, labels: str,
+                 shuffle_seed: int | None = None, augment: keras.Sequential | None = None) -> tf.data.Dataset:
+    """Batches for fit; only the training set is shuffled and augmented."""
+    x, y = data
+    if x.nbytes <= IN_MEMORY_BYTES:
+        ds = tf.data.Dataset.from_tensor_slices((np.asarray(x), y))
+    else:
+        # Shuffle and batch row numbers (8 bytes each), then read just those rows from disk.
+        ds = tf.data.Dataset.range(len(y))
+    if shuffle_seed is not None:
+        ds = ds.shuffle(len(y), seed=shuffle_seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+    if x.nbytes > IN_MEMORY_BYTES:
+        ds = ds.map(lambda rows: _read_rows(x, y, rows), num_parallel_calls=tf.data.AUTOTUNE)
+    if augment is not None:
+        ds = ds.map(lambda images, target: (augment(images, training=True), target),
+                    num_parallel_calls=tf.data.AUTOTUNE)
+    if labels == "one_hot":
+        ds = ds.map(lambda images, target: (images, tf.one_hot(target, n_classes)))
+    # Prefetching overlaps preparing the next batch with training on this one.
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _read_rows(x: np.ndarray, y: np.ndarray, rows: tf.Tensor):
+    images, target = tf.numpy_function(lambda r: (np.asarray(x[r]), y[r]), [rows], (tf.float32, tf.int64))
+    images.set_shape((None, *x.shape[1:]))
+    target.set_shape((None,))
+    return images, target

@@ -1,0 +1,104 @@
+"""dvc.yaml lists, for each stage, exactly the project modules its script imports (directly or through others)."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import PROJECT
+from tests.dvc_project import PROJECT_FILES, dvc, make_project
+
+PACKAGES = ("imgclf", "stages")
+
+
+def _module_file(dotted: str) -> Path | None:
+    """The project file behind a dotted module name (imgclf.training -> imgclf/training.py), or None."""
+    path = PROJECT.joinpath(*dotted.split("."))
+    if path.with_suffix(".py").is_file():
+        return path.with_suffix(".py")
+    if (path / "__init__.py").is_file():
+        return path / "__init__.py"
+    return None
+
+
+def _imports(path: Path) -> set[Path]:
+    """Project files a module imports anywhere in it (also inside functions), with the packages' __init__."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            # `from imgclf import layout` names a module; `from imgclf.x import f` names an attribute of one.
+            found.add(node.module)
+            found |= {f"{node.module}.{alias.name}" for alias in node.names}
+    files = set()
+    for name in found:
+        if name.split(".")[0] not in PACKAGES:
+            continue
+        parts = name.split(".")
+        for i in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__.py and a/b/__init__.py too
+            if (file := _module_file(".".join(parts[:i]))) is not None:
+                files.add(file)
+    return files
+
+
+def import_closure(script: Path) -> set[str]:
+    """Every project file that running `script` imports, as paths relative to the project."""
+    seen, todo = set(), [script]
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        todo += _imports(path) - seen
+    return {p.relative_to(PROJECT).as_posix() for p in seen}
+
+
+def _stages() -> dict[str, dict]:
+    return yaml.safe_load((PROJECT / "dvc.yaml").read_text())["stages"]
+
+
+def _script(stage: dict) -> Path:
+    (module,) = re.findall(r"python -m ([\w.]+)", stage["cmd"])
+    return _module_file(module)
+
+
+def test_each_stage_declares_exactly_the_code_it_imports():
+    for name, stage in _stages().items():
+        code = {dep for dep in stage["deps"] if dep.endswith(".py")}
+        expected = import_closure(_script(stage))
+        assert code == expected, (
+            f"stage {name}: add to dvc.yaml {sorted(expected - code)}, remove {sorted(code - expected)}")
+
+
+def test_import_closure_follows_imports_through_other_modules():
+    closure = import_closure(PROJECT / "stages" / "train.py")
+    # train imports imgclf.training, which imports imgclf.batches; and imgclf.errors through imgclf.params
+    assert {"stages/train.py", "imgclf/training.py", "imgclf/batches.py", "imgclf/errors.py",
+            "imgclf/__init__.py"} <= closure
+    assert "imgclf/report.py" not in closure
+
+
+@pytest.mark.slow
+def test_touching_any_imported_module_makes_its_stages_stale(tmp_path):
+    repo = make_project(tmp_path)
+    shutil.copy2(PROJECT / "dvc.lock", repo / "dvc.lock")
+    stages = _stages()
+    modules = sorted(set().union(*(import_closure(_script(s)) for s in stages.values())))
+    assert all(m.split("/")[0] in PROJECT_FILES for m in modules)
+    for module in modules:
+        path = repo / module
+        original = path.read_text()
+        path.write_text(original + "# touched\n")
+        status = json.loads(dvc(repo, "status", "--json").stdout)
+        path.write_text(original)
+        for name, stage in stages.items():
+            changed = [change.get("changed deps", {}) for change in status.get(name, []) if isinstance(change, dict)]
+            if module in import_closure(_script(stage)):
+                assert any(module in deps for deps in changed), f"{module} changed, yet dvc status: {status.get(name)}"
