@@ -64,17 +64,8 @@ def _umask() -> int:
     return mask
 
 
-def write_text(path: str | Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-
-
 def json_text(data: Any) -> str:
     return json.dumps(data, indent=2, sort_keys=False) + "\n"
-
-
-def write_json(path: str | Path, data: Any) -> None:
-    write_text(path, json_text(data))
 
 
 def read_json(path: str | Path) -> Any:
@@ -85,15 +76,40 @@ def save_png(figure, path: str | Path) -> None:
     figure.savefig(path, format="png", dpi=110, bbox_inches="tight")
 
 
-def save_figure(path: str | Path, figure) -> None:
-    """Save a matplotlib figure as PNG, atomically."""
-    with atomic_path(path, suffix=".png") as tmp:
-        save_png(figure, tmp)
-
+# Writers for write_together: each writes one output to the (temp) path it is given.
 
 def text_writer(text: str) -> Callable[[Path], None]:
-    """A writer for write_together: `text` as UTF-8."""
     return lambda path: Path(path).write_text(text, encoding="utf-8")
+
+
+def json_writer(data: Any) -> Callable[[Path], None]:
+    return text_writer(json_text(data))
+
+
+def figure_writer(figure) -> Callable[[Path], None]:
+    return lambda path: save_png(figure, path)
+
+
+def array_writer(array: np.ndarray) -> Callable[[Path], None]:
+    """One array as .npy (memory-mappable by readers)."""
+    return lambda path: np.save(path, array, allow_pickle=False)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    write_together({Path(path): text_writer(text)})
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    write_together({Path(path): json_writer(data)})
+
+
+def save_figure(path: str | Path, figure) -> None:
+    """Save a matplotlib figure as PNG, atomically."""
+    write_together({Path(path): figure_writer(figure)})
+
+
+def write_array(path: str | Path, array: np.ndarray) -> None:
+    write_together({Path(path): array_writer(array)})
 
 
 def write_together(writers: dict[Path, Callable[[Path], Any]]) -> None:
@@ -118,12 +134,6 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def write_array(path: str | Path, array: np.ndarray) -> None:
-    """One array as .npy (memory-mappable by readers)."""
-    with atomic_path(path, suffix=".npy") as tmp:
-        np.save(tmp, array, allow_pickle=False)
 
 
 def read_array(path: str | Path) -> np.ndarray:

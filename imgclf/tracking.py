@@ -56,13 +56,21 @@ def use_experiment(name: str, attempts: int = 5) -> str:
     return experiment.experiment_id
 
 
-def find_run(run_id: str):
-    """Point MLflow at the project's store; the run `run_id` there (to resume it), or None."""
+def find_run(run_id: str, attempts: int = 5):
+    """Point MLflow at the project's store; the live run `run_id` there, or None when it is gone or deleted."""
     mlflow.set_tracking_uri(tracking_uri(project_root()))
-    try:
-        return mlflow.get_run(run_id)
-    except MlflowException:
-        return None
+    for attempt in range(1, attempts + 1):
+        try:
+            run = mlflow.get_run(run_id)
+            return run if run.info.lifecycle_stage == "active" else None
+        except MlflowException as exc:
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return None
+            # Anything else (a store another worker holds locked, a server that hiccups) is not
+            # "no such run": look again, then let it fail the stage rather than skip the record.
+            if attempt == attempts:
+                raise
+            time.sleep(0.5 + random.random())
 
 
 def evaluation_tags(model_run, test_md5: dict[str, str]) -> dict[str, str]:

@@ -1,13 +1,21 @@
 """Stage evaluate: test metrics, classification report and confusion matrix as DVC metrics and plots."""
 
+import contextlib
 import sys
 
 import keras
 import mlflow
-import numpy as np
 
 from imgclf import layout, tracking
-from imgclf.artifacts import file_md5, json_text, read_json, read_part, save_png, text_writer, write_together
+from imgclf.artifacts import (
+    array_writer,
+    figure_writer,
+    file_md5,
+    json_writer,
+    read_json,
+    read_part,
+    write_together,
+)
 from imgclf.errors import run_stage
 from imgclf.metrics import confident_mistakes, confusion, confusion_records, per_class_report, summary_metrics
 from imgclf.model import predict_proba
@@ -20,59 +28,61 @@ def main() -> None:
     info = read_json(layout.MODEL_INFO)
     x_test, y_true = read_part(layout.SPLIT_DIR, "test")
     class_names = read_json(layout.meta_file(layout.SPLIT_DIR))["class_names"]
-    model = keras.models.load_model(layout.MODEL, safe_mode=True)
-    probs = predict_proba(model, x_test)
-    y_pred = probs.argmax(axis=1)
-
-    summary = summary_metrics(y_true, probs)
-    report = per_class_report(y_true, y_pred, class_names)
-    matrix = confusion(y_true, y_pred, len(class_names))
-    mistakes = confident_mistakes(y_true, probs, MISTAKES_SHOWN)
-    titles, colors = prediction_captions(y_true[mistakes], probs[mistakes], class_names)
-
-    figures = {layout.CONFUSION_PNG: confusion_figure(matrix, class_names),
-               layout.MISTAKES_PNG: image_grid_figure(x_test[mistakes], titles, colors,
-                                                      title="Most confident mistakes")}
-    _log_evaluation(info, summary, report, {"labels": class_names, "matrix": matrix.tolist()}, figures)
-    records = confusion_records(y_true, y_pred, class_names)
-    write_together({
-        layout.EVAL_METRICS: text_writer(json_text(summary)),
-        layout.CLASS_REPORT: text_writer(json_text(report)),
-        layout.CONFUSION: text_writer(json_text(records)),
-        layout.PREDICTIONS: lambda p: np.save(p, probs, allow_pickle=False),
-        **{path: (lambda p, figure=figure: save_png(figure, p)) for path, figure in figures.items()},
-    })
+    with _evaluation_run(info["mlflow_run_id"]) as run:
+        model = keras.models.load_model(layout.MODEL, safe_mode=True)
+        probs = predict_proba(model, x_test)
+        y_pred = probs.argmax(axis=1)
+        summary = summary_metrics(y_true, probs)
+        report = per_class_report(y_true, y_pred, class_names)
+        matrix = confusion(y_true, y_pred, len(class_names))
+        mistakes = confident_mistakes(y_true, probs, MISTAKES_SHOWN)
+        titles, colors = prediction_captions(y_true[mistakes], probs[mistakes], class_names)
+        figures = {layout.CONFUSION_PNG: confusion_figure(matrix, class_names),
+                   layout.MISTAKES_PNG: image_grid_figure(x_test[mistakes], titles, colors,
+                                                          title="Most confident mistakes")}
+        if run is not None:
+            mlflow.log_metrics({f"test_{k}": v for k, v in summary.items()}, model_id=info.get("mlflow_model_id"))
+            mlflow.log_dict(report, "evaluation/classification_report.json")
+            mlflow.log_dict({"labels": class_names, "matrix": matrix.tolist()}, "evaluation/confusion_matrix.json")
+            for path, figure in figures.items():
+                mlflow.log_figure(figure, f"evaluation/{path.name}")
+        # Outputs last and together, inside the run: when anything fails, the run is marked FAILED.
+        write_together({
+            layout.EVAL_METRICS: json_writer(summary),
+            layout.CLASS_REPORT: json_writer(report),
+            layout.CONFUSION: json_writer(confusion_records(y_true, y_pred, class_names)),
+            layout.PREDICTIONS: array_writer(probs),
+            **{path: figure_writer(figure) for path, figure in figures.items()},
+        })
     print(f"evaluate: {summary}")
 
 
-def _log_evaluation(info: dict, summary: dict, report: dict, matrix: dict, figures: dict) -> None:
+@contextlib.contextmanager
+def _evaluation_run(run_id: str):
     """One MLflow run per evaluation, nested under the model's training run, which stays as it finished.
 
     A model DVC restored from its run-cache may meet another test set than the one it was first
     scored on; each evaluation keeps its own metrics, tagged with the test files' DVC hashes.
+    Yields None (after a warning) when the store no longer holds the training run.
     """
-    run_id = info["mlflow_run_id"]
     trained = tracking.find_run(run_id)
     if trained is None:
-        # Metrics files are complete; only the MLflow copy is missing (e.g. mlflow.db was deleted).
-        print(f"warning: MLflow run {run_id} of this model is not in {mlflow.get_tracking_uri()}; test metrics "
-              "were not logged there. To track them, retrain: dvc repro --force --single-item train",
+        # The metrics files are still written; only the MLflow copy is missing (e.g. mlflow.db was deleted).
+        print(f"warning: MLflow run {run_id} of this model is not in {mlflow.get_tracking_uri()} (or is deleted); "
+              "test metrics are not logged there. To track them, retrain: dvc repro --force --single-item train",
               file=sys.stderr)
+        yield None
         return
     test_md5 = {name: file_md5(path) for name, path in zip(("x", "y"), layout.part_files(layout.SPLIT_DIR, "test"))}
     earlier = tracking.evaluations_of(trained)
-    name = f"{trained.info.run_name} · test {test_md5['x'][:8]}"
-    with mlflow.start_run(experiment_id=trained.info.experiment_id, parent_run_id=run_id, run_name=name,
+    with mlflow.start_run(experiment_id=trained.info.experiment_id, parent_run_id=run_id,
+                          run_name=f"{trained.info.run_name} · test {test_md5['x'][:8]}",
                           tags=tracking.evaluation_tags(trained, test_md5)) as run:
-        mlflow.log_metrics({f"test_{k}": v for k, v in summary.items()}, model_id=info.get("mlflow_model_id"))
-        mlflow.log_dict(report, "evaluation/classification_report.json")
-        mlflow.log_dict(matrix, "evaluation/confusion_matrix.json")
-        for path, figure in figures.items():
-            mlflow.log_figure(figure, f"evaluation/{path.name}")
+        yield run
     if earlier:
         print(f"note: this model was trained earlier, in MLflow run {run_id} ({trained.info.run_name}), and "
-              f"evaluated {len(earlier)} time(s) before (DVC restored it from its run-cache); this evaluation "
-              f"is its own run {run.info.run_id}")
+              f"scored {len(earlier)} time(s) before (a DVC run-cache restore, or evaluate rerun on its own); "
+              f"this evaluation is a run of its own, {run.info.run_id}")
     print(f"evaluate: logged as MLflow run {run.info.run_id}, nested under training run {run_id}")
 
 

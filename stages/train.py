@@ -7,7 +7,7 @@ import tensorflow as tf
 from mlflow.models import infer_signature
 
 from imgclf import layout, tracking
-from imgclf.artifacts import json_text, read_json, read_part, save_png, text_writer, write_together
+from imgclf.artifacts import figure_writer, json_writer, read_json, read_part, text_writer, write_together
 from imgclf.augmentation import augmentation_preview
 from imgclf.callbacks import EpochMetricsLogger
 from imgclf.devices import describe_device
@@ -56,10 +56,10 @@ def main() -> None:
         # and none of the stage's files is replaced.
         write_together({
             layout.MODEL: result.model.save,
-            layout.MODEL_INFO: text_writer(json_text(info)),
-            layout.TRAIN_METRICS: text_writer(json_text(result.summary)),
+            layout.MODEL_INFO: json_writer(info),
+            layout.TRAIN_METRICS: json_writer(result.summary),
             layout.HISTORY: text_writer(rows_to_csv(result.rows)),
-            layout.AUGMENTATION_PNG: lambda p: save_png(preview, p),
+            layout.AUGMENTATION_PNG: figure_writer(preview),
         })
     print(f"train: {result.summary} {result.tags} (MLflow run {run.info.run_id})")
 

@@ -14,6 +14,9 @@ import numpy as np
 import pytest
 
 PROJECT = Path(__file__).resolve().parents[1]
+# On a GPU runner, TensorFlow in the test process would take most of the GPU's memory up front,
+# leaving none to the stages `dvc repro` starts; allocate as needed instead (inherited by subprocesses).
+os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
 SHARED_MNIST = PROJECT.parent / "shared" / "data" / "mnist-t10k"
 
 

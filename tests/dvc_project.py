@@ -62,9 +62,10 @@ def commit(repo: Path, message: str) -> None:
     run(repo, "git", "commit", "-qm", message)
 
 
-def reset(repo: Path) -> None:
-    """Back to the last commit: params, dvc.lock and metrics from git, every output from DVC's cache."""
-    run(repo, "git", "checkout", "-q", "--", ".")
+def reset(repo: Path, rev: str = "HEAD") -> None:
+    """Back to commit `rev`: tracked files from git, untracked leftovers removed, every output from DVC's cache."""
+    run(repo, "git", "reset", "-q", "--hard", rev)
+    run(repo, "git", "clean", "-qfd")  # not -x: DVC's outputs and the MLflow store are git-ignored and stay
     dvc(repo, "checkout", "-q", "--force")
 
 

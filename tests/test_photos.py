@@ -51,14 +51,15 @@ def project(tmp_path_factory, photos):
     assert stages_run(result) == {"download", "preprocess", "split", "train", "evaluate", "report"}
     assert "skipping" in result.stderr + result.stdout and "corrupt.jpg" in result.stderr + result.stdout
     commit(repo, "baseline")
-    return repo
+    return repo, run(repo, "git", "rev-parse", "HEAD").stdout.strip()
 
 
 @pytest.fixture
 def repo(project):
     """The project as committed after its first `dvc repro`, whatever the test before did."""
-    reset(project)
-    return project
+    path, baseline = project
+    reset(path, baseline)
+    return path
 
 
 def _upload(repo, photos) -> tuple[Path, str]:
@@ -150,13 +151,15 @@ def test_flat_folder_is_split_stratified(repo, photos):
 def test_a_restored_model_scored_on_a_changed_test_set_keeps_both_evaluations(repo, photos, tmp_path):
     shop = tmp_path / "shop"
     shutil.copytree(photos / "presplit", shop)
-    dvc(repo, "exp", "run", "-n", "test-v1", "-S", f"data.path={shop}", "-S", "train.epochs=3")
+    # params no other test trains with, so the first run trains and the second can only be a restore
+    unique = ("-S", "train.epochs=3", "-S", "train.learning_rate=0.0042")
+    dvc(repo, "exp", "run", "-n", "test-v1", "-S", f"data.path={shop}", *unique)
     model_run = json.loads((repo / "models/model.json").read_text())["mlflow_run_id"]
     first = json.loads((repo / "metrics/eval.json").read_text())
 
-    reset(repo)  # back to the baseline (8 epochs), so 3 epochs is a change DVC finds in its run-cache
+    run(repo, "git", "checkout", "-q", "--", ".")  # back to the baseline params; the run-cache has the change
     sorted((shop / "test" / "shirt").iterdir())[0].unlink()  # the test set changes; train and val do not
-    result = dvc(repo, "exp", "run", "-n", "test-v2", "-S", f"data.path={shop}", "-S", "train.epochs=3")
+    result = dvc(repo, "exp", "run", "-n", "test-v2", "-S", f"data.path={shop}", *unique)
     assert stages_restored(result) == {"train"} and "Running stage 'evaluate'" in result.stdout
     assert f"this model was trained earlier, in MLflow run {model_run}" in result.stdout
     assert json.loads((repo / "models/model.json").read_text())["mlflow_run_id"] == model_run

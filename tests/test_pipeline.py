@@ -1,7 +1,7 @@
 """End to end: the real `dvc repro` and `dvc exp run` in a temporary git repo, offline.
 
-Every test starts from the committed baseline (the autouse `baseline` fixture), so the
-tests pass in any order and each one may change params or outputs freely.
+Every test starts from the committed baseline (the `repo` fixture resets to it), so the
+tests pass in any order and each one may change params, outputs or commits freely.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ STAGES = {"download", "preprocess", "split", "train", "evaluate", "report"}
 class Project:
     path: Path
     commit: str  # the commit the baseline model was trained from
+    baseline: str  # the commit holding the baseline's dvc.lock and metrics
     run_id: str  # the baseline model's MLflow training run
 
 
@@ -53,13 +54,14 @@ def project(tmp_path_factory) -> Project:
     first = dvc(repo, "repro")
     assert stages_run(first) == STAGES
     commit(repo, "baseline")
+    baseline = run(repo, "git", "rev-parse", "HEAD").stdout.strip()
     run_id = json.loads((repo / "models/model.json").read_text())["mlflow_run_id"]
-    return Project(repo, trained_from, run_id)
+    return Project(repo, trained_from, baseline, run_id)
 
 
 @pytest.fixture
 def repo(project) -> Path:
-    reset(project.path)
+    reset(project.path, project.baseline)
     return project.path
 
 
@@ -242,4 +244,4 @@ def test_experiment_is_shown_by_dvc_and_tracked_in_mlflow(repo):
     assert scored.data.tags["dvc.exp_name"] == "sgd-try"
     assert scored.data.metrics["test_accuracy"] == pytest.approx(
         sgd["metrics"]["metrics/eval.json"]["data"]["accuracy"])
-    assert all(r.info.status == "FINISHED" for r in runs)
+    assert tagged[0].info.status == scored.info.status == "FINISHED"

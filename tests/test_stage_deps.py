@@ -92,6 +92,9 @@ def test_touching_any_imported_module_makes_its_stages_stale(tmp_path):
     stages = _stages()
     modules = sorted(set().union(*(import_closure(_script(s)) for s in stages.values())))
     assert all(m.split("/")[0] in PROJECT_FILES for m in modules)
+    untouched = json.dumps(json.loads(dvc(repo, "status", "--json").stdout))
+    # the committed dvc.lock is current: before any edit, dvc status finds no code change
+    assert not [m for m in modules if f'"{m}"' in untouched], untouched
     for module in modules:
         path = repo / module
         original = path.read_text()

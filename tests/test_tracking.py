@@ -75,3 +75,21 @@ def test_find_run_tells_whether_the_store_holds_the_run(project):
         pass
     assert tracking.find_run(run.info.run_id).info.run_id == run.info.run_id
     assert tracking.find_run("0" * 32) is None
+    mlflow.delete_run(run.info.run_id)
+    assert tracking.find_run(run.info.run_id) is None  # a deleted run takes no new evaluations
+
+
+def test_find_run_does_not_mistake_a_store_error_for_a_missing_run(project, monkeypatch):
+    from mlflow.exceptions import MlflowException
+
+    calls = []
+
+    def locked(run_id):
+        calls.append(run_id)
+        raise MlflowException("(sqlite3.OperationalError) database is locked")
+
+    monkeypatch.setattr(mlflow, "get_run", locked)
+    monkeypatch.setattr(tracking.time, "sleep", lambda seconds: None)
+    with pytest.raises(MlflowException, match="database is locked"):
+        tracking.find_run("1" * 32, attempts=3)
+    assert len(calls) == 3
