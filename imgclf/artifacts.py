@@ -64,16 +64,8 @@ def _umask() -> int:
     return mask
 
 
-def json_text(data: Any) -> str:
-    return json.dumps(data, indent=2, sort_keys=False) + "\n"
-
-
 def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
-
-
-def save_png(figure, path: str | Path) -> None:
-    figure.savefig(path, format="png", dpi=110, bbox_inches="tight")
 
 
 # Writers for write_together: each writes one output to the (temp) path it is given.
@@ -83,11 +75,12 @@ def text_writer(text: str) -> Callable[[Path], None]:
 
 
 def json_writer(data: Any) -> Callable[[Path], None]:
-    return text_writer(json_text(data))
+    return text_writer(json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
 def figure_writer(figure) -> Callable[[Path], None]:
-    return lambda path: save_png(figure, path)
+    """A matplotlib figure as PNG."""
+    return lambda path: figure.savefig(path, format="png", dpi=110, bbox_inches="tight")
 
 
 def array_writer(array: np.ndarray) -> Callable[[Path], None]:

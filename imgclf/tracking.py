@@ -36,18 +36,13 @@ def use_experiment(name: str, attempts: int = 5) -> str:
     # Pin artifacts to the real root: a default relative location would land inside
     # the temporary copy of `dvc exp run --temp` and vanish with it.
     location = (root / LOCAL_ARTIFACTS).as_uri() if uri.startswith("sqlite:") else None
-    for attempt in range(1, attempts + 1):
-        try:
-            experiment = mlflow.get_experiment_by_name(name)
-            if experiment is None:
-                return mlflow.create_experiment(name, artifact_location=location)
-            break
-        except (MlflowException, SQLAlchemyError):
-            # Queued experiments start side by side: another worker may be creating the
-            # store's tables or this experiment right now. Look again.
-            if attempt == attempts:
-                raise
-            time.sleep(0.5 + random.random())
+    return _retrying(lambda: _get_or_create_experiment(name, location), attempts)
+
+
+def _get_or_create_experiment(name: str, location: str | None) -> str:
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is None:
+        return mlflow.create_experiment(name, artifact_location=location)
     if experiment.lifecycle_stage == "deleted":
         raise PipelineError(
             f"MLflow experiment {name!r} is deleted; restore it in the MLflow UI "
@@ -59,15 +54,29 @@ def use_experiment(name: str, attempts: int = 5) -> str:
 def find_run(run_id: str, attempts: int = 5):
     """Point MLflow at the project's store; the live run `run_id` there, or None when it is gone or deleted."""
     mlflow.set_tracking_uri(tracking_uri(project_root()))
-    for attempt in range(1, attempts + 1):
+
+    def get():
         try:
             run = mlflow.get_run(run_id)
-            return run if run.info.lifecycle_stage == "active" else None
         except MlflowException as exc:
             if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
                 return None
-            # Anything else (a store another worker holds locked, a server that hiccups) is not
-            # "no such run": look again, then let it fail the stage rather than skip the record.
+            raise  # not "no such run": retried, then it fails the stage rather than skip the record
+        return run if run.info.lifecycle_stage == "active" else None
+
+    return _retrying(get, attempts)
+
+
+def _retrying(call, attempts: int):
+    """call(), looked at again on a store error, then re-raised.
+
+    Queued experiments and stages start side by side: another process may be creating the
+    store's tables or an experiment, or hold the sqlite file locked, right now.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return call()
+        except (MlflowException, SQLAlchemyError):
             if attempt == attempts:
                 raise
             time.sleep(0.5 + random.random())
