@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -83,6 +84,17 @@ def figure_writer(figure) -> Callable[[Path], None]:
     return lambda path: figure.savefig(path, format="png", dpi=110, bbox_inches="tight")
 
 
+def png_bytes(figure) -> bytes:
+    """A matplotlib figure rendered once as PNG, for a file and an MLflow artifact alike."""
+    buffer = io.BytesIO()
+    figure_writer(figure)(buffer)
+    return buffer.getvalue()
+
+
+def bytes_writer(data: bytes) -> Callable[[Path], None]:
+    return lambda path: Path(path).write_bytes(data)
+
+
 def array_writer(array: np.ndarray) -> Callable[[Path], None]:
     """One array as .npy (memory-mappable by readers)."""
     return lambda path: np.save(path, array, allow_pickle=False)
@@ -134,19 +146,39 @@ def read_array(path: str | Path) -> np.ndarray:
     return np.load(path, mmap_mode="r", allow_pickle=False)
 
 
-class RowWriter:
-    """Append rows to a .npy file one at a time: nothing is held in memory, whatever the total size.
+# Rows copied or predicted at a time: a fixed number of bytes, not of rows, so memory stays
+# bounded whatever the image size (1,024 rows of 299x299x3 float32 would be 1.1 GB).
+CHUNK_BYTES = 64 * 1024**2
 
-    Rows go to a plain file first (writes land in the OS page cache, not in this process);
-    close() puts the .npy header, which needs the final row count, in front of them.
+
+def rows_per_chunk(row_shape: tuple[int, ...], dtype=np.float32, budget: int = CHUNK_BYTES) -> int:
+    """How many rows of this shape fit in `budget` bytes (at least one)."""
+    return max(1, budget // max(1, int(np.prod(row_shape, dtype=np.int64)) * np.dtype(dtype).itemsize))
+
+
+class RowWriter:
+    """Append rows to a .npy file: nothing is held in memory, and each byte is written once.
+
+    The header, which holds the final row count, is reserved at the front with room for any
+    count and filled in by close(); the rows go straight after it. The file is published
+    (renamed into place) only by close().
     """
 
     def __init__(self, path: str | Path, row_shape: tuple[int, ...], dtype=np.float32) -> None:
         self.path, self.count = Path(path), 0
         self.row_shape, self.dtype = tuple(row_shape), np.dtype(dtype)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self._raw_path = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".rows", dir=self.path.parent)
-        self._raw = os.fdopen(fd, "wb")
+        self._atomic = atomic_path(self.path, suffix=".npy")
+        self._out = open(self._atomic.__enter__(), "wb")  # noqa: SIM115 (closed in close/__exit__)
+        self._header_size = len(self._header(2**63 - 1))
+        self._out.write(b"\0" * self._header_size)
+
+    def _header(self, count: int, size: int = 0) -> bytes:
+        """A version 1.0 .npy header, space-padded to `size` (or to numpy's 64-byte alignment)."""
+        text = repr({"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False,
+                     "shape": (count, *self.row_shape)})
+        size = size or -(-(len(text) + 11) // 64) * 64
+        text = text.ljust(size - 11) + "\n"
+        return b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text.encode("latin1")
 
     def append(self, row: np.ndarray) -> None:
         self.extend(np.asarray(row)[np.newaxis])
@@ -155,7 +187,7 @@ class RowWriter:
         rows = np.ascontiguousarray(rows, dtype=self.dtype)
         if rows.shape[1:] != self.row_shape:
             raise ValueError(f"row shape {rows.shape[1:]} differs from {self.row_shape}")
-        self._raw.write(rows.tobytes())
+        self._out.write(rows.data)
         self.count += len(rows)
 
     def __enter__(self) -> RowWriter:
@@ -165,21 +197,20 @@ class RowWriter:
         if exc_type is None:
             self.close()
         else:  # publish nothing
-            self._raw.close()
-            os.unlink(self._raw_path)
+            self._out.close()
+            self._atomic.__exit__(exc_type, exc, traceback)
 
     def close(self) -> None:
-        """Publish the rows as one .npy file (atomically)."""
-        self._raw.close()
-        header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False,
-                  "shape": (self.count, *self.row_shape)}
+        """Write the header for the rows appended and publish the file (atomically)."""
         try:
-            with atomic_path(self.path, suffix=".npy") as tmp, open(tmp, "wb") as out:
-                np.lib.format.write_array_header_1_0(out, header)
-                with open(self._raw_path, "rb") as rows:
-                    shutil.copyfileobj(rows, out, 16 << 20)
-        finally:
-            os.unlink(self._raw_path)
+            self._out.seek(0)
+            self._out.write(self._header(self.count, self._header_size))
+            self._out.close()
+        except BaseException as exc:
+            self._out.close()
+            self._atomic.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        self._atomic.__exit__(None, None, None)
 
 
 def file_md5(path: str | Path) -> str:

@@ -17,8 +17,11 @@ def transform_seed(seed: int, transform: str) -> int:
     return int(np.random.SeedSequence([seed, _TRANSFORMS.index(transform)]).generate_state(1)[0])
 
 
-def build_augmentation(aug: AugmentationParams, seed: int) -> keras.Sequential | None:
-    """Keras preprocessing layers for the enabled transforms, or None when all are off."""
+def build_augmentation(aug: AugmentationParams, seed: int, max_value: float = 1.0) -> keras.Sequential | None:
+    """Keras preprocessing layers for the enabled transforms, or None when all are off.
+
+    They work on pixels as stored, 0..max_value (1 / pixel_scale), before the model's normalization.
+    """
     fill = {"fill_mode": "constant", "fill_value": 0.0}
     layers = []
     if aug.rotation:
@@ -31,16 +34,17 @@ def build_augmentation(aug: AugmentationParams, seed: int) -> keras.Sequential |
     if aug.flip:
         layers.append(keras.layers.RandomFlip("horizontal", seed=transform_seed(seed, "flip")))
     if aug.contrast:
-        layers.append(keras.layers.RandomContrast(aug.contrast, value_range=(0, 1),
+        layers.append(keras.layers.RandomContrast(aug.contrast, value_range=(0, max_value),
                                                   seed=transform_seed(seed, "contrast")))
     return keras.Sequential(layers, name="augmentation") if layers else None
 
 
-def augmentation_preview(images: np.ndarray, aug: AugmentationParams, seed: int, copies: int = 4) -> np.ndarray:
-    """N x (1 + copies) x H x W x C: each image, then augmented versions (none when augmentation is off)."""
-    augment = build_augmentation(aug, seed)
+def augmentation_preview(images: np.ndarray, aug: AugmentationParams, seed: int, pixel_scale: float = 1.0,
+                         copies: int = 4) -> np.ndarray:
+    """N x (1 + copies) x H x W x C in [0, 1]: each image, then augmented versions (none when augmentation is off)."""
+    augment = build_augmentation(aug, seed, 1 / pixel_scale)
+    images = images.astype(np.float32)
     versions = [images]
     if augment is not None:
-        versions += [np.clip(keras.ops.convert_to_numpy(augment(images, training=True)), 0, 1)
-                     for _ in range(copies)]
-    return np.stack(versions, axis=1)
+        versions += [keras.ops.convert_to_numpy(augment(images, training=True)) for _ in range(copies)]
+    return np.clip(np.stack(versions, axis=1) * np.float32(pixel_scale), 0, 1)

@@ -15,17 +15,20 @@ IN_MEMORY_BYTES = 2 * 1024**3
 
 def make_dataset(data: Arrays, batch_size: int, n_classes: int, labels: str,
                  shuffle_seed: int | None = None, augment: keras.Sequential | None = None) -> tf.data.Dataset:
-    """Batches for fit; only the training set is shuffled and augmented."""
+    """Batches for fit; only the training set is shuffled and augmented.
+
+    What is shuffled is row numbers (8 bytes each), not images: the split is held once, in
+    memory or on disk, and each batch gathers its rows from it.
+    """
     x, y = data
-    if x.nbytes <= IN_MEMORY_BYTES:
-        ds = tf.data.Dataset.from_tensor_slices((np.asarray(x), y))
-    else:
-        # Shuffle and batch row numbers (8 bytes each), then read just those rows from disk.
-        ds = tf.data.Dataset.range(len(y))
+    ds = tf.data.Dataset.range(len(y))
     if shuffle_seed is not None:
         ds = ds.shuffle(len(y), seed=shuffle_seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
-    if x.nbytes > IN_MEMORY_BYTES:
+    if x.nbytes <= IN_MEMORY_BYTES:
+        images, target = tf.constant(np.asarray(x)), tf.constant(y)
+        ds = ds.map(lambda rows: (tf.gather(images, rows), tf.gather(target, rows)))
+    else:
         ds = ds.map(lambda rows: _read_rows(x, y, rows), num_parallel_calls=tf.data.AUTOTUNE)
     if augment is not None:
         ds = ds.map(lambda images, target: (augment(images, training=True), target),
@@ -37,7 +40,8 @@ def make_dataset(data: Arrays, batch_size: int, n_classes: int, labels: str,
 
 
 def _read_rows(x: np.ndarray, y: np.ndarray, rows: tf.Tensor):
-    images, target = tf.numpy_function(lambda r: (np.asarray(x[r]), y[r]), [rows], (tf.float32, tf.int64))
+    dtype = tf.as_dtype(x.dtype)
+    images, target = tf.numpy_function(lambda r: (np.asarray(x[r]), y[r]), [rows], (dtype, tf.int64))
     images.set_shape((None, *x.shape[1:]))
     target.set_shape((None,))
     return images, target

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import classification_report, confusion_matrix, precision_recall_fscore_support
+
+# scikit-learn is imported inside the functions that use it: importing sklearn.metrics takes
+# 1-2 s, and the report stage, which needs only confident_mistakes, must not pay for it.
 
 # Keras clips probabilities to [1e-7, 1 - 1e-7] in its cross-entropy; match it.
 _EPSILON = 1e-7
@@ -17,6 +19,8 @@ def cross_entropy(y_true: np.ndarray, probs: np.ndarray) -> float:
 
 def summary_metrics(y_true: np.ndarray, probs: np.ndarray) -> dict[str, float]:
     """Accuracy, loss and macro precision/recall/F1 for metrics/eval.json."""
+    from sklearn.metrics import precision_recall_fscore_support
+
     y_pred = probs.argmax(axis=1)
     labels = np.arange(probs.shape[1])
     precision, recall, f1, _ = precision_recall_fscore_support(
@@ -33,6 +37,8 @@ def summary_metrics(y_true: np.ndarray, probs: np.ndarray) -> dict[str, float]:
 
 def per_class_report(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> dict[str, dict]:
     """Per-class precision, recall, F1 and support (sklearn's classification report)."""
+    from sklearn.metrics import classification_report
+
     report = classification_report(
         y_true, y_pred, labels=np.arange(len(class_names)), target_names=class_names,
         output_dict=True, zero_division=0,
@@ -50,6 +56,8 @@ def per_class_report(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[s
 
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
     """Confusion matrix, rows = actual, columns = predicted."""
+    from sklearn.metrics import confusion_matrix
+
     return confusion_matrix(y_true, y_pred, labels=np.arange(n_classes))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from imgclf.artifacts import rows_per_chunk
 from imgclf.errors import PipelineError
 from imgclf.params import TrainParams
 
@@ -17,19 +18,27 @@ BACKBONES = {
 }
 
 
-def build_model(input_shape: tuple[int, ...], n_classes: int, train: TrainParams) -> keras.Model:
-    """The network named by train.model: mlp, cnn or transfer."""
+def build_model(input_shape: tuple[int, ...], n_classes: int, train: TrainParams,
+                pixel_scale: float = 1.0) -> keras.Model:
+    """The network named by train.model: mlp, cnn or transfer, taking pixels as stored (see normalization)."""
     if train.model == "cnn":
-        return build_cnn(input_shape, n_classes, train)
+        return build_cnn(input_shape, n_classes, train, pixel_scale)
     if train.model == "transfer":
-        return build_transfer(input_shape, n_classes, train)
-    return build_mlp(input_shape, n_classes, train)
+        return build_transfer(input_shape, n_classes, train, pixel_scale)
+    return build_mlp(input_shape, n_classes, train, pixel_scale)
 
 
-def build_mlp(input_shape: tuple[int, ...], n_classes: int, train: TrainParams) -> keras.Model:
+def normalization(pixel_scale: float) -> keras.layers.Layer:
+    """The model's first layer: stored pixels (8-bit 0..255, or 0..16 for digits) times the scale
+    preprocess recorded, to [0, 1]. In the model, so a saved model takes the same pixels as the data."""
+    return keras.layers.Rescaling(pixel_scale, name="normalization")
+
+
+def build_mlp(input_shape: tuple[int, ...], n_classes: int, train: TrainParams,
+              pixel_scale: float = 1.0) -> keras.Model:
     """Flatten -> (Dense -> activation -> dropout) per hidden layer -> softmax."""
     regularizer = keras.regularizers.L2(train.l2) if train.l2 else None
-    layers = [keras.Input(shape=input_shape), keras.layers.Flatten()]
+    layers = [keras.Input(shape=input_shape), normalization(pixel_scale), keras.layers.Flatten()]
     for units in train.hidden_units:
         layers.append(keras.layers.Dense(units, kernel_regularizer=regularizer))
         layers.append(_activation(train))
@@ -39,11 +48,12 @@ def build_mlp(input_shape: tuple[int, ...], n_classes: int, train: TrainParams) 
     return keras.Sequential(layers, name="mlp")
 
 
-def build_cnn(input_shape: tuple[int, ...], n_classes: int, train: TrainParams) -> keras.Model:
+def build_cnn(input_shape: tuple[int, ...], n_classes: int, train: TrainParams,
+              pixel_scale: float = 1.0) -> keras.Model:
     """(Conv -> Conv -> pool -> dropout) per block of train.cnn.filters, then a dense head."""
     cnn = train.cnn
     pool = keras.layers.MaxPooling2D if cnn.pooling == "max" else keras.layers.AveragePooling2D
-    layers = [keras.Input(shape=input_shape)]
+    layers = [keras.Input(shape=input_shape), normalization(pixel_scale)]
     for filters in cnn.filters:
         layers += [keras.layers.Conv2D(filters, cnn.kernel_size, padding="same", activation="relu"),
                    keras.layers.Conv2D(filters, cnn.kernel_size, padding="same", activation="relu"),
@@ -55,7 +65,8 @@ def build_cnn(input_shape: tuple[int, ...], n_classes: int, train: TrainParams) 
     return keras.Sequential(layers, name="cnn")
 
 
-def build_transfer(input_shape: tuple[int, ...], n_classes: int, train: TrainParams) -> keras.Model:
+def build_transfer(input_shape: tuple[int, ...], n_classes: int, train: TrainParams,
+                   pixel_scale: float = 1.0) -> keras.Model:
     """A frozen ImageNet backbone without its top, global pooling, dropout and a new dense head."""
     name, scale, offset, min_size = BACKBONES[train.transfer.backbone]
     if len(input_shape) != 3 or input_shape[2] != 3 or min(input_shape[:2]) < min_size:
@@ -68,7 +79,7 @@ def build_transfer(input_shape: tuple[int, ...], n_classes: int, train: TrainPar
     backbone = getattr(keras.applications, name)(include_top=False, weights=weights, input_shape=input_shape)
     backbone.trainable = False
     inputs = keras.Input(shape=input_shape)
-    x = keras.layers.Rescaling(scale, offset=offset)(inputs)
+    x = keras.layers.Rescaling(scale, offset=offset)(normalization(pixel_scale)(inputs))
     x = backbone(x, training=False)  # keep BatchNormalization in inference mode while frozen
     x = keras.layers.GlobalAveragePooling2D()(x)
     x = keras.layers.Dropout(train.transfer.dropout)(x)
@@ -86,8 +97,9 @@ def _dense_head(units: tuple[int, ...], dropout: float, n_classes: int, train: T
     return layers + [keras.layers.Dense(n_classes, activation="softmax")]
 
 
-def predict_proba(model: keras.Model, x: np.ndarray, chunk: int = 2048) -> np.ndarray:
+def predict_proba(model: keras.Model, x: np.ndarray) -> np.ndarray:
     """Class probabilities, a chunk of rows at a time (x may be a memory-mapped array larger than RAM)."""
+    chunk = rows_per_chunk(x.shape[1:], x.dtype)
     return np.concatenate([model.predict(np.asarray(x[i:i + chunk]), batch_size=256, verbose=0)
                            for i in range(0, len(x), chunk)])
 
@@ -126,5 +138,8 @@ def make_optimizer(train: TrainParams, steps_per_epoch: int = 1) -> keras.optimi
 def compile_model(model: keras.Model, train: TrainParams, steps_per_epoch: int = 1) -> keras.Model:
     """Cross-entropy on integer labels (sparse) or on one-hot vectors; accuracy either way."""
     loss = "sparse_categorical_crossentropy" if train.labels == "sparse" else "categorical_crossentropy"
-    model.compile(optimizer=make_optimizer(train, steps_per_epoch), loss=loss, metrics=["accuracy"])
+    # steps_per_execution runs that many batches per call into TensorFlow: still one optimizer step
+    # per batch, in the same order, and callbacks see every epoch; only the per-batch overhead goes.
+    model.compile(optimizer=make_optimizer(train, steps_per_epoch), loss=loss, metrics=["accuracy"],
+                  steps_per_execution=train.steps_per_execution)
     return model

@@ -151,6 +151,8 @@ class TrainParams:
     epochs: int = field(default=30, metadata=_AT_LEAST_ONE)
     class_weight: Literal["none", "balanced"] = "none"
     distribute: Literal["auto", "none", "mirrored", "multi_worker"] = "auto"
+    # Batches run per call into TensorFlow; results are the same for any value (one step per batch).
+    steps_per_execution: int = field(default=64, metadata=_AT_LEAST_ONE)
     augmentation: AugmentationParams = AugmentationParams()
     callbacks: CallbackParams = CallbackParams()
     logreg: LogregParams = LogregParams()

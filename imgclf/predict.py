@@ -11,7 +11,7 @@ import numpy as np
 from imgclf import layout
 from imgclf.artifacts import read_json, write_json
 from imgclf.errors import PipelineError, run_stage
-from imgclf.images import load_image
+from imgclf.images import PIXEL_SCALE, load_image
 
 
 def top_classes(probs: np.ndarray, class_names: list[str], k: int) -> list[tuple[str, float]]:
@@ -23,7 +23,13 @@ def top_classes(probs: np.ndarray, class_names: list[str], k: int) -> list[tuple
 def predict_files(model, info: dict, paths: list[str], k: int) -> dict[str, list[tuple[str, float]]]:
     """Top-k classes for each image file, prepared exactly as the training images were."""
     height, width, channels = info["input_shape"]
+    if "pixel_scale" not in info:
+        raise PipelineError("this model was trained on pixels scaled to [0, 1] by an older version of the pipeline; "
+                            "models now take pixels as stored (8-bit): retrain it with dvc repro --force train")
     batch = np.stack([load_image(p, (height, width), channels) for p in paths])
+    if info["pixel_scale"] != PIXEL_SCALE:
+        # A model of other stored pixels (digits: 0..16) gets the file's 0..255 on its own scale.
+        batch = batch.astype(np.float32) * np.float32(PIXEL_SCALE / info["pixel_scale"])
     probs = model.predict(batch, verbose=0)
     return {path: top_classes(row, info["class_names"], k) for path, row in zip(paths, probs)}
 

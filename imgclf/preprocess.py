@@ -1,11 +1,15 @@
-"""Decode a raw dataset into arrays: images H x W x C float32 in [0, 1], integer labels."""
+"""Decode a raw dataset into arrays: images N x H x W x C, integer labels, and the pixel scale.
+
+8-bit sources stay 8-bit between stages (a quarter of float32 for DVC to hash and copy); the
+scale that maps them to [0, 1] is recorded beside them, and the model's first layer applies it.
+"""
 
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from itertools import repeat
 from pathlib import Path
 
 import numpy as np
@@ -28,23 +32,30 @@ def load_raw(spec: DatasetSpec, raw_dir: Path) -> dict[str, np.ndarray]:
     return arrays
 
 
-def prepare_arrays(spec: DatasetSpec, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Check and normalize raw arrays (the stage writes the class names beside them)."""
-    out = {}
+def prepare_arrays(spec: DatasetSpec, raw: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], float]:
+    """Checked arrays and their pixel scale (the stage writes both, and the class names, beside them)."""
+    out, scale = {}, 1.0
     for part in ("train", "test"):
         if f"x_{part}" not in raw:
             continue
         images, labels = raw[f"x_{part}"], raw[f"y_{part}"]
         _check_pair(images, labels, len(spec.class_names), part)
-        out[f"x_{part}"] = normalize(images, spec.max_value)
+        out[f"x_{part}"], scale = normalize(images, spec.max_value)
         out[f"y_{part}"] = labels.astype(np.int64)
-    return out
+    return out, scale
 
 
-def normalize(images: np.ndarray, max_value: float) -> np.ndarray:
-    """Min-max scale by the format's maximum to [0, 1]; add a channel axis to grayscale."""
-    scaled = images.astype(np.float32) / np.float32(max_value)
-    return scaled[..., np.newaxis] if scaled.ndim == 3 else scaled
+def normalize(images: np.ndarray, max_value: float) -> tuple[np.ndarray, float]:
+    """Min-max normalization by the format's maximum: the pixels to store and the scale to [0, 1].
+
+    8-bit pixels are kept as they are, with scale 1 / max_value; any other type is divided here
+    (float32, scale 1). Grayscale gets a channel axis.
+    """
+    if images.dtype == np.uint8:
+        pixels, scale = images, 1.0 / max_value
+    else:
+        pixels, scale = images.astype(np.float32) / np.float32(max_value), 1.0
+    return (pixels[..., np.newaxis] if pixels.ndim == 3 else pixels), scale
 
 
 def _check_pair(images: np.ndarray, labels: np.ndarray, n_classes: int, part: str) -> None:
@@ -60,15 +71,25 @@ def _check_pair(images: np.ndarray, labels: np.ndarray, n_classes: int, part: st
         raise PipelineError(f"{part} labels must lie in 0..{n_classes - 1}, found {labels.min()}..{labels.max()}")
 
 
-def decode_images(paths: Sequence[Path], size: tuple[int, int], channels: int,
-                  workers: int | None = None) -> Iterator[np.ndarray | BadImageError]:
-    """Decode each file once, in parallel over the cores, in order; a bad file yields its error."""
+def decode_images(paths: Sequence[Path], size: tuple[int, int], channels: int, workers: int | None = None,
+                  batch: int = 32) -> Iterator[np.ndarray | BadImageError]:
+    """Decode each file once, in parallel over the cores, in order; a bad file yields its error.
+
+    Workers decode `batch` files at a time and send back one uint8 array per batch. At most two
+    batches per worker are in flight, so memory stays bounded behind a slow image.
+    """
     workers = workers or os.cpu_count() or 1
-    if workers == 1 or len(paths) < 64:
-        yield from map(_decode_one, paths, repeat(size), repeat(channels))
+    if workers == 1 or len(paths) < 2 * batch:
+        yield from (_decode_one(path, size, channels) for path in paths)
         return
     with ProcessPoolExecutor(workers) as pool:
-        yield from pool.map(_decode_one, paths, repeat(size), repeat(channels), chunksize=16)
+        pending: deque = deque()
+        for start in range(0, len(paths), batch):
+            pending.append(pool.submit(_decode_batch, paths[start:start + batch], size, channels))
+            if len(pending) >= 2 * workers:
+                yield from _unpack(*pending.popleft().result())
+        while pending:
+            yield from _unpack(*pending.popleft().result())
 
 
 def _decode_one(path: Path, size: tuple[int, int], channels: int) -> np.ndarray | BadImageError:
@@ -76,3 +97,17 @@ def _decode_one(path: Path, size: tuple[int, int], channels: int) -> np.ndarray 
         return load_image(path, size, channels)
     except BadImageError as exc:  # returned, not raised: one bad file must not stop the others
         return exc
+
+
+def _decode_batch(paths: Sequence[Path], size: tuple[int, int], channels: int):
+    """The good images stacked into one array, and the errors of the bad ones by position."""
+    results = [_decode_one(path, size, channels) for path in paths]
+    errors = {i: r for i, r in enumerate(results) if isinstance(r, BadImageError)}
+    good = [r for r in results if not isinstance(r, BadImageError)]
+    return np.stack(good) if good else None, errors, len(results)
+
+
+def _unpack(images: np.ndarray | None, errors: dict[int, BadImageError], count: int):
+    rows = iter(images if images is not None else ())
+    for i in range(count):
+        yield errors[i] if i in errors else next(rows)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -121,3 +122,11 @@ def git_commit(root: Path) -> str:
         return out.stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+def log_bytes(data: bytes, artifact_file: str) -> None:
+    """Log bytes already made (a PNG rendered once for its output file) as an artifact of the active run."""
+    name = Path(artifact_file)
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / name.name).write_bytes(data)
+        mlflow.log_artifact(str(Path(tmp) / name.name), name.parent.as_posix() if name.parent != Path(".") else None)

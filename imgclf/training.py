@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +28,8 @@ class TrainResult:
     rows: list[dict]  # one per epoch, for plots/history.csv
     summary: dict  # for metrics/train.json
     tags: dict = field(default_factory=dict)  # for the MLflow run
+    fit_seconds: float = 0.0  # wall time of fit (validation included): timing, kept out of the metrics files
+    samples_seen: int = 0  # training samples over all epochs run
 
 
 def make_deterministic(seed: int) -> None:
@@ -52,29 +55,35 @@ def class_weights(y: np.ndarray, n_classes: int, mode: str) -> dict[int, float] 
 
 
 def train_network(train: Arrays, val: Arrays, n_classes: int, params: TrainParams, seed: int,
-                  extra_callbacks: list | None = None) -> TrainResult:
-    """Build, compile and fit the network; the returned model is the checkpointed best when enabled."""
+                  extra_callbacks: list | None = None, pixel_scale: float = 1.0) -> TrainResult:
+    """Build, compile and fit the network; the returned model is the checkpointed best when enabled.
+
+    `train` and `val` hold pixels as stored; the model's first layer applies `pixel_scale`.
+    """
     batch_size = resolve_batch_size(params.batch_size, len(train[1]))
     steps = math.ceil(len(train[1]) / batch_size)
     strategy = make_strategy(params.distribute)
     with strategy.scope():  # variables are created once per replica; batch_size is the global batch
-        model = compile_model(build_model(train[0].shape[1:], n_classes, params), params, steps)
-    augment = build_augmentation(params.augmentation, seed)
+        model = compile_model(build_model(train[0].shape[1:], n_classes, params, pixel_scale), params, steps)
+    augment = build_augmentation(params.augmentation, seed, 1 / pixel_scale)
     train_ds = make_dataset(train, batch_size, n_classes, params.labels, shuffle_seed=seed, augment=augment)
     val_ds = make_dataset(val, max(batch_size, 256), n_classes, params.labels)
     with tempfile.TemporaryDirectory() as tmp:
         best = Path(tmp) / "best.weights.h5"
         callbacks = build_callbacks(params.callbacks, best) + [LearningRateLogger(), *(extra_callbacks or [])]
         # shuffle=False: the dataset is already shuffled, with the seed.
+        started = time.perf_counter()
         history = model.fit(train_ds, validation_data=val_ds, epochs=params.epochs, callbacks=callbacks,
                             class_weight=class_weights(train[1], n_classes, params.class_weight),
                             shuffle=False, verbose=2)
+        fit_seconds = time.perf_counter() - started
         steps_taken = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
         if best.exists():
             model.load_weights(best)
     rows = history_rows(history.history)
     val_loss, val_accuracy = model.evaluate(val_ds, verbose=0)
-    return TrainResult(model, rows, tags=describe_strategy(strategy), summary={
+    return TrainResult(model, rows, tags=describe_strategy(strategy), fit_seconds=fit_seconds,
+                       samples_seen=len(train[1]) * len(rows), summary={
         "epochs_run": len(rows),
         "optimizer_steps": steps_taken,
         "best_epoch": best_epoch(rows, _monitor(params.callbacks)),

@@ -9,9 +9,10 @@ import mlflow
 from imgclf import layout, tracking
 from imgclf.artifacts import (
     array_writer,
-    figure_writer,
+    bytes_writer,
     file_md5,
     json_writer,
+    png_bytes,
     read_json,
     read_part,
     write_together,
@@ -27,7 +28,8 @@ MISTAKES_SHOWN = 25
 def main() -> None:
     info = read_json(layout.MODEL_INFO)
     x_test, y_true = read_part(layout.SPLIT_DIR, "test")
-    class_names = read_json(layout.meta_file(layout.SPLIT_DIR))["class_names"]
+    meta = read_json(layout.meta_file(layout.SPLIT_DIR))
+    class_names = meta["class_names"]
     with _evaluation_run(info["mlflow_run_id"]) as run:
         model = keras.models.load_model(layout.MODEL, safe_mode=True)
         probs = predict_proba(model, x_test)
@@ -37,22 +39,24 @@ def main() -> None:
         matrix = confusion(y_true, y_pred, len(class_names))
         mistakes = confident_mistakes(y_true, probs, MISTAKES_SHOWN)
         titles, colors = prediction_captions(y_true[mistakes], probs[mistakes], class_names)
-        figures = {layout.CONFUSION_PNG: confusion_figure(matrix, class_names),
-                   layout.MISTAKES_PNG: image_grid_figure(x_test[mistakes], titles, colors,
-                                                          title="Most confident mistakes")}
+        shown = x_test[mistakes] * meta["pixel_scale"]  # to [0, 1], as the model's first layer does
+        # Each figure is rendered once, for its file and for MLflow.
+        figures = {layout.CONFUSION_PNG: png_bytes(confusion_figure(matrix, class_names)),
+                   layout.MISTAKES_PNG: png_bytes(image_grid_figure(shown, titles, colors,
+                                                                    title="Most confident mistakes"))}
         if run is not None:
             mlflow.log_metrics({f"test_{k}": v for k, v in summary.items()}, model_id=info.get("mlflow_model_id"))
             mlflow.log_dict(report, "evaluation/classification_report.json")
             mlflow.log_dict({"labels": class_names, "matrix": matrix.tolist()}, "evaluation/confusion_matrix.json")
-            for path, figure in figures.items():
-                mlflow.log_figure(figure, f"evaluation/{path.name}")
+            for path, png in figures.items():
+                tracking.log_bytes(png, f"evaluation/{path.name}")
         # Outputs last and together, inside the run: when anything fails, the run is marked FAILED.
         write_together({
             layout.EVAL_METRICS: json_writer(summary),
             layout.CLASS_REPORT: json_writer(report),
             layout.CONFUSION: json_writer(confusion_records(y_true, y_pred, class_names)),
             layout.PREDICTIONS: array_writer(probs),
-            **{path: figure_writer(figure) for path, figure in figures.items()},
+            **{path: bytes_writer(png) for path, png in figures.items()},
         })
     print(f"evaluate: {summary}")
 

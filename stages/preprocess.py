@@ -1,4 +1,8 @@
-"""Stage preprocess: decode data/raw (or the listed photos) into normalized arrays in data/processed."""
+"""Stage preprocess: decode data/raw (or the listed photos) into arrays in data/processed.
+
+This stage defines the normalization: meta.json's pixel_scale maps the stored pixels (8-bit
+where the source is) to [0, 1]; the model's first layer (a Rescaling) applies it.
+"""
 
 import sys
 from pathlib import Path
@@ -10,6 +14,7 @@ from imgclf.artifacts import RowWriter, atomic_dir, read_json, write_json, write
 from imgclf.datasets import get_dataset
 from imgclf.errors import PipelineError, run_stage
 from imgclf.folders import from_manifest
+from imgclf.images import PIXEL_SCALE
 from imgclf.params import DataParams, load_params
 from imgclf.preprocess import decode_images, load_raw, prepare_arrays
 
@@ -21,11 +26,12 @@ def main() -> None:
             meta = _decode_folder(params.data, out)
         else:
             spec = get_dataset(params.data.dataset)
-            arrays = prepare_arrays(spec, load_raw(spec, layout.RAW_DIR))
+            arrays, scale = prepare_arrays(spec, load_raw(spec, layout.RAW_DIR))
             parts = [part for part in ("train", "test") if f"x_{part}" in arrays]
             for part in parts:
                 write_part(out, part, arrays[f"x_{part}"], arrays[f"y_{part}"])
-            meta = {"class_names": list(spec.class_names), "parts": parts, "presplit": False, "skipped": []}
+            meta = {"class_names": list(spec.class_names), "parts": parts, "presplit": False, "skipped": [],
+                    "pixel_scale": scale}
         write_json(layout.meta_file(out), meta)
     print(f"preprocess: {params.data.dataset} parts {meta['parts']}, {len(meta['skipped'])} file(s) skipped "
           f"-> {layout.PROCESSED_DIR}")
@@ -40,7 +46,8 @@ def _decode_folder(data: DataParams, out: Path) -> dict:
     for part, files in parts.items():
         x_path, y_path = layout.part_files(out, part)
         counts = np.zeros(len(folder.class_names), np.int64)
-        with RowWriter(x_path, (*data.image_size, channels)) as images, RowWriter(y_path, (), np.int64) as labels:
+        with (RowWriter(x_path, (*data.image_size, channels), np.uint8) as images,
+              RowWriter(y_path, (), np.int64) as labels):
             for (path, label), image in zip(files, decode_images([p for p, _ in files], data.image_size, channels)):
                 if isinstance(image, Exception):
                     skipped.append(f"{path}: {image}")
@@ -58,7 +65,7 @@ def _decode_folder(data: DataParams, out: Path) -> dict:
         raise PipelineError(f"{len(skipped)} file(s) are not readable images (data.on_bad_image = fail):\n  "
                             + "\n  ".join(skipped) + "\nfix: remove or replace them, or set data.on_bad_image: skip")
     return {"class_names": list(folder.class_names), "parts": sorted(parts, key=["train", "val", "test"].index),
-            "presplit": folder.presplit, "skipped": skipped}
+            "presplit": folder.presplit, "skipped": skipped, "pixel_scale": PIXEL_SCALE}
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ MISTAKE_ROWS = 10
 def main() -> None:
     params = flatten(load_params(layout.PARAMS))
     x_test, y = read_part(layout.SPLIT_DIR, "test")
-    class_names = read_json(layout.meta_file(layout.SPLIT_DIR))["class_names"]
+    meta = read_json(layout.meta_file(layout.SPLIT_DIR))
+    class_names = meta["class_names"]
     probs = np.asarray(read_array(layout.PREDICTIONS))
     mistakes = [
         {"index": int(i), "true": class_names[y[i]], "predicted": class_names[probs[i].argmax()],
@@ -28,7 +29,8 @@ def main() -> None:
     with atomic_dir(layout.REPORT_DIR) as out:
         save_figure(out / "learning_curves.png", learning_curves_figure(read_history(layout.HISTORY)))
         titles, colors = prediction_captions(y[:GRID], probs[:GRID], class_names)
-        save_figure(out / "predictions.png", image_grid_figure(np.asarray(x_test[:GRID]), titles, colors))
+        save_figure(out / "predictions.png", image_grid_figure(x_test[:GRID] * meta["pixel_scale"], titles,
+                                                                           colors))
         images = {"curves": out / "learning_curves.png", "predictions": out / "predictions.png",
                   "augmentation": layout.AUGMENTATION_PNG, "confusion": layout.CONFUSION_PNG,
                   "mistakes": layout.MISTAKES_PNG}

@@ -3,12 +3,10 @@
 import numpy as np
 
 from imgclf import layout
-from imgclf.artifacts import RowWriter, atomic_dir, read_json, read_part, write_array, write_json
+from imgclf.artifacts import RowWriter, atomic_dir, read_json, read_part, rows_per_chunk, write_array, write_json
 from imgclf.errors import run_stage
 from imgclf.params import load_params
 from imgclf.split import describe_source, plan_splits, summarize_splits
-
-CHUNK = 1024  # rows copied at a time: memory stays bounded however large the data
 
 
 def main() -> None:
@@ -23,7 +21,7 @@ def main() -> None:
             x_path, y_path = layout.part_files(out, name)
             _copy_rows(parts[part][0], rows, x_path)
             write_array(y_path, labels[name])
-        write_json(layout.meta_file(out), {"class_names": meta["class_names"]})
+        write_json(layout.meta_file(out), {"class_names": meta["class_names"], "pixel_scale": meta["pixel_scale"]})
     source = describe_source(meta["parts"], meta.get("presplit", False))
     summary = summarize_splits(labels, meta["class_names"], source, len(meta["skipped"]))
     write_json(layout.SPLIT_METRICS, summary)
@@ -34,9 +32,10 @@ def main() -> None:
 
 
 def _copy_rows(x: np.ndarray, rows: np.ndarray, path) -> None:
+    chunk = rows_per_chunk(x.shape[1:], x.dtype)  # memory stays bounded however large the data
     with RowWriter(path, x.shape[1:], dtype=x.dtype) as writer:
-        for start in range(0, len(rows), CHUNK):
-            writer.extend(x[rows[start:start + CHUNK]])
+        for start in range(0, len(rows), chunk):
+            writer.extend(x[rows[start:start + chunk]])
 
 
 if __name__ == "__main__":

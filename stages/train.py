@@ -24,7 +24,8 @@ PREVIEW_IMAGES = 6
 def main() -> None:
     params = load_params(layout.PARAMS)
     train, val = read_part(layout.SPLIT_DIR, "train"), read_part(layout.SPLIT_DIR, "val")
-    class_names = read_json(layout.meta_file(layout.SPLIT_DIR))["class_names"]
+    meta = read_json(layout.meta_file(layout.SPLIT_DIR))
+    class_names, pixel_scale = meta["class_names"], meta["pixel_scale"]
     experiment_id = tracking.use_experiment(params.mlflow.experiment_name)
     tags = tracking.run_tags(params.data.dataset, describe_device(), tf.__version__)
     with mlflow.start_run(experiment_id=experiment_id, run_name=tags.get("dvc.exp_name"), tags=tags) as run:
@@ -33,10 +34,12 @@ def main() -> None:
         n = len(class_names)
         weights = class_weights(train[1], n, params.train.class_weight)
         if params.train.model == "logreg":
-            result = train_logreg(train, val, n, params.train.logreg, weights, params.seed)
+            result = train_logreg(train, val, n, params.train.logreg, weights, params.seed, pixel_scale)
             mlflow.log_metrics({k: v for k, v in result.rows[0].items() if k != "epoch"}, step=0)
         else:
-            result = train_network(train, val, n, params.train, params.seed, [EpochMetricsLogger()])
+            result = train_network(train, val, n, params.train, params.seed, [EpochMetricsLogger()], pixel_scale)
+            # A timing, not a result: in MLflow only, so metrics/train.json stays the same on every run.
+            mlflow.log_metric("fit_samples_per_second", result.samples_seen / result.fit_seconds)
         named_weights = {class_names[c]: w for c, w in weights.items()} if weights else None
         # One name per quantity: metrics/train.json's final_learning_rate stays final_learning_rate.
         mlflow.log_metrics({k if k.startswith("final_") else f"final_{k}": float(v) for k, v in result.summary.items()})
@@ -48,9 +51,11 @@ def main() -> None:
                                         signature=infer_signature(sample, result.model.predict(sample, verbose=0)),
                                         registered_model_name=params.mlflow.register_model)
         preview = augmentation_figure(
-            augmentation_preview(np.asarray(train[0][:PREVIEW_IMAGES]), params.train.augmentation, params.seed))
+            augmentation_preview(np.asarray(train[0][:PREVIEW_IMAGES]), params.train.augmentation, params.seed,
+                                 pixel_scale))
         info = {"dataset": params.data.dataset, "model": params.train.model, "class_names": class_names,
-                "input_shape": list(train[0].shape[1:]), "class_weights": named_weights,
+                "input_shape": list(train[0].shape[1:]), "input_dtype": str(train[0].dtype),
+                "pixel_scale": pixel_scale, "class_weights": named_weights,
                 "mlflow_run_id": run.info.run_id, "mlflow_model_id": logged.model_id}
         # Outputs last and together: when training or tracking fails, the run is marked FAILED
         # and none of the stage's files is replaced.
@@ -61,6 +66,9 @@ def main() -> None:
             layout.HISTORY: text_writer(rows_to_csv(result.rows)),
             layout.AUGMENTATION_PNG: figure_writer(preview),
         })
+    if result.fit_seconds:
+        print(f"train: fit {result.samples_seen} samples in {result.fit_seconds:.2f} s "
+              f"({result.samples_seen / result.fit_seconds:.0f} samples/s)")
     print(f"train: {result.summary} {result.tags} (MLflow run {run.info.run_id})")
 
 

@@ -18,6 +18,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 # leaving none to the stages `dvc repro` starts; allocate as needed instead (inherited by subprocesses).
 os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
 SHARED_MNIST = PROJECT.parent / "shared" / "data" / "mnist-t10k"
+SHARED_MNIST_FULL = PROJECT.parent / "shared" / "data" / "mnist"  # the four pinned .gz files, a data.mirror
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -48,8 +49,8 @@ def write_tiny_split() -> None:
     from imgclf.artifacts import write_json, write_part
 
     for name in ("train", "val"):
-        write_part(layout.SPLIT_DIR, name, np.zeros((4, 2, 2, 1), np.float32), np.array([0, 1, 0, 1]))
-    write_json(layout.meta_file(layout.SPLIT_DIR), {"class_names": ["a", "b"]})
+        write_part(layout.SPLIT_DIR, name, np.zeros((4, 2, 2, 1), np.uint8), np.array([0, 1, 0, 1]))
+    write_json(layout.meta_file(layout.SPLIT_DIR), {"class_names": ["a", "b"], "pixel_scale": 1 / 255})
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -88,6 +89,16 @@ def shared_mnist() -> Path:
     require((SHARED_MNIST / "t10k-images-idx3-ubyte.gz").exists(),
             "real MNIST test set not found at ../shared/data/mnist-t10k")
     return SHARED_MNIST
+
+
+@pytest.fixture
+def shared_mnist_mirror() -> Path:
+    """The four real MNIST files beside the project, usable as data.mirror (CI has them)."""
+    from imgclf.datasets import get_dataset
+
+    names = [f.name for f in get_dataset("mnist").files]
+    require(all((SHARED_MNIST_FULL / name).exists() for name in names), "real MNIST not found at ../shared/data/mnist")
+    return SHARED_MNIST_FULL
 
 
 PHOTO_CLASSES = {"bag": (40, 60, 200), "shirt": (200, 40, 40), "shoes": (40, 180, 60)}

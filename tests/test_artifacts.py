@@ -3,7 +3,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from imgclf.artifacts import RowWriter, atomic_dir, read_json, read_part, write_json, write_part
+from imgclf.artifacts import RowWriter, atomic_dir, read_json, read_part, rows_per_chunk, write_json, write_part
 
 
 def test_writes_round_trip(tmp_path):
@@ -24,6 +24,33 @@ def test_row_writer_streams_rows_into_one_npy_file(tmp_path):
     rows = np.load(tmp_path / "x.npy")
     assert rows.shape == (1800, 2) and rows[1499].tolist() == [1499, -1499] and rows[1500:].sum() == 0
     assert [p.name for p in tmp_path.iterdir()] == ["x.npy"]
+
+
+def test_row_writer_writes_each_row_once_and_publishes_on_close(tmp_path):
+    """Rows go straight into the one temp file (no second copy); the header is filled in at close."""
+    writer = RowWriter(tmp_path / "x.npy", row_shape=(28, 28, 1), dtype=np.uint8)
+    writer.extend(np.ones((1000, 28, 28, 1), np.uint8))
+    writer._out.flush()
+    (temp,) = tmp_path.iterdir()
+    assert temp.name != "x.npy" and temp.stat().st_size >= 1000 * 784  # the rows are already on disk, once
+    writer.close()
+    assert [p.name for p in tmp_path.iterdir()] == ["x.npy"]
+    rows = np.load(tmp_path / "x.npy", mmap_mode="r")
+    assert rows.shape == (1000, 28, 28, 1) and rows.dtype == np.uint8 and rows.offset % 64 == 0
+    assert (tmp_path / "x.npy").stat().st_size == rows.offset + 1000 * 784
+
+
+def test_row_writer_failure_publishes_nothing(tmp_path):
+    with pytest.raises(RuntimeError), RowWriter(tmp_path / "x.npy", (2,), np.int64) as writer:
+        writer.append(np.array([1, 2]))
+        raise RuntimeError("decode failed")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_chunks_are_sized_in_bytes_not_rows():
+    assert rows_per_chunk((299, 299, 3), np.float32, budget=64 * 2**20) == 62
+    assert rows_per_chunk((28, 28, 1), np.uint8, budget=64 * 2**20) == 85598
+    assert rows_per_chunk((5000, 5000, 3), np.float32, budget=2**20) == 1
 
 
 def test_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path):

@@ -27,9 +27,19 @@ def test_flip_is_the_only_transform_turned_on():
     assert build_augmentation(AugmentationParams(), seed=0) is None
 
 
-def test_augmentation_preview_shape():
-    images = np.random.default_rng(0).random((3, 4, 4, 1), dtype=np.float32)
-    grid = augmentation_preview(images, AugmentationParams(rotation=20), seed=0, copies=2)
-    assert grid.shape == (3, 3, 4, 4, 1)
-    np.testing.assert_array_equal(grid[:, 0], images)
+def test_augmentation_preview_shape_and_unit_range_from_8_bit_pixels():
+    images = np.random.default_rng(0).integers(0, 256, (3, 4, 4, 1), dtype=np.uint8)
+    grid = augmentation_preview(images, AugmentationParams(rotation=20, contrast=0.5), seed=0, pixel_scale=1 / 255,
+                                copies=2)
+    assert grid.shape == (3, 3, 4, 4, 1) and 0 <= grid.min() and grid.max() <= 1
+    np.testing.assert_allclose(grid[:, 0], images / 255, atol=1e-6)
     assert augmentation_preview(images, AugmentationParams(), seed=0).shape == (3, 1, 4, 4, 1)
+
+
+def test_contrast_works_on_the_stored_pixel_range():
+    """On 0..255 pixels, contrast must not clip to [0, 1] (it would turn the image black and white)."""
+    images = np.full((4, 6, 6, 1), 100, np.float32)
+    images[:, :3] = 200
+    augment = build_augmentation(AugmentationParams(contrast=0.3), seed=1, max_value=255)
+    out = keras.ops.convert_to_numpy(augment(images, training=True))
+    assert out.max() > 150 and 0 <= out.min() and out.max() <= 255

@@ -15,17 +15,17 @@ def test_every_mode_becomes_rgb_or_gray_in_unit_range(tmp_path, mode):
     image.save(path)
     rgb, gray = load_image(path, (16, 24), 3), load_image(path, (16, 24), 1)
     assert rgb.shape == (16, 24, 3) and gray.shape == (16, 24, 1)
-    assert rgb.dtype == np.float32 and 0 <= rgb.min() and rgb.max() <= 1
+    assert rgb.dtype == np.uint8 and gray.dtype == np.uint8
     if mode in ("RGB", "RGBA", "P", "CMYK"):
-        assert rgb[..., 0].mean() > rgb[..., 1].mean() + 0.3  # still red
+        assert rgb[..., 0].mean() > rgb[..., 1].mean() + 0.3 * 255  # still red
     if mode == "I;16":
         # 16-bit values are scaled, not clipped to white: a mid-gray red photo stays mid-gray
-        assert 0.2 < gray.mean() < 0.6
+        assert 0.2 * 255 < gray.mean() < 0.6 * 255
 
 
 def test_transparent_pixels_become_white(tmp_path):
     Image.new("RGBA", (10, 10), (255, 0, 0, 0)).save(tmp_path / "clear.png")
-    assert load_image(tmp_path / "clear.png", (10, 10), 3).min() == 1.0
+    assert load_image(tmp_path / "clear.png", (10, 10), 3).min() == 255
 
 
 def test_exif_orientation_is_applied(tmp_path):
@@ -37,7 +37,7 @@ def test_exif_orientation_is_applied(tmp_path):
     image.save(tmp_path / "rotated.jpg", exif=exif.tobytes(), quality=95)
     upright = load_image(tmp_path / "rotated.jpg", (40, 20), 1)[..., 0]
     assert upright.shape == (40, 20)
-    assert upright[:18].mean() > 0.9 and upright[22:].mean() < 0.1  # the white half is now on top
+    assert upright[:18].mean() > 0.9 * 255 and upright[22:].mean() < 0.1 * 255  # the white half is now on top
 
 
 @pytest.mark.parametrize(("content", "why"), [(b"not an image", "cannot identify"), (None, "truncated")])
@@ -49,3 +49,18 @@ def test_unreadable_files_raise_bad_image(tmp_path, content, why):
     path.write_bytes(content)
     with pytest.raises(BadImageError, match=f"(?i)cannot read .*photo.jpg.*{why}"):
         load_image(path, (8, 8), 3)
+
+
+def test_jpeg_is_decoded_at_reduced_size_close_to_a_full_decode(tmp_path):
+    """The decoder's 1/2 scale for a 400x533 photo to 150x150: close to decoding every pixel."""
+    rng = np.random.default_rng(3)
+    smooth = Image.fromarray(rng.integers(0, 256, (14, 10, 3), dtype=np.uint8)).resize((400, 533), Image.BICUBIC)
+    smooth.save(tmp_path / "photo.jpg", quality=90)
+    with Image.open(tmp_path / "photo.jpg") as image:
+        image.draft(None, (150, 150))
+        assert image.size == (200, 267)  # what load_image asks the decoder for
+    reduced = load_image(tmp_path / "photo.jpg", (150, 150), 3).astype(int)
+    with Image.open(tmp_path / "photo.jpg") as image:
+        full = np.asarray(image.convert("RGB").resize((150, 150), Image.Resampling.BILINEAR), dtype=int)
+    difference = np.abs(reduced - full).mean()
+    assert 0 < difference < 2.0, difference  # of 255

@@ -137,7 +137,8 @@ def test_predict_agrees_with_evaluate(repo):
     x_test = np.load(repo / "data/split/test_x.npy")
     probs = np.load(repo / "data/predictions/test_probs.npy")
     index = int(np.argmax(probs.max(axis=1)))  # a clear-cut image: 8-bit PNG rounding cannot flip it
-    Image.fromarray(np.round(x_test[index, ..., 0] * 255).astype(np.uint8)).save(repo / "digit.png")
+    scale = json.loads((repo / "data/split/meta.json").read_text())["pixel_scale"]  # digits: 0..16 stored
+    Image.fromarray(np.round(x_test[index, ..., 0] * scale * 255).astype(np.uint8)).save(repo / "digit.png")
     out = run(repo, sys.executable, "-m", "imgclf.predict", "digit.png", "--top", "3").stdout
     expected = json.loads((repo / "data/split/meta.json").read_text())["class_names"][probs[index].argmax()]
     assert re.match(rf"digit\.png: {expected} \(", out), out

@@ -7,6 +7,7 @@ from PIL import Image
 
 from imgclf.errors import PipelineError
 from imgclf.images import load_image
+from imgclf.model import normalization
 from imgclf.predict import main, predict_files, top_classes
 
 
@@ -22,10 +23,10 @@ def test_load_image_converts_mode_and_size(tmp_path):
     rgba[..., 3] = 255
     Image.fromarray(rgba, "RGBA").save(tmp_path / "red.png")
     gray = load_image(tmp_path / "red.png", (8, 8), channels=1)
-    assert gray.shape == (8, 8, 1) and gray.dtype == np.float32
-    assert gray.max() <= 1.0 and gray.mean() == pytest.approx(76 / 255, abs=0.01)  # ITU-R 601 luma of red
+    assert gray.shape == (8, 8, 1) and gray.dtype == np.uint8
+    assert gray.mean() == pytest.approx(76, abs=1)  # ITU-R 601 luma of red
     rgb = load_image(tmp_path / "red.png", (5, 7), channels=3)
-    assert rgb.shape == (5, 7, 3) and rgb[..., 0].min() == 1.0
+    assert rgb.shape == (5, 7, 3) and rgb[..., 0].min() == 255
 
 
 def test_unreadable_image_is_a_clear_error(tmp_path):
@@ -36,9 +37,11 @@ def test_unreadable_image_is_a_clear_error(tmp_path):
 
 def _tiny_model(tmp_path):
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(3, "softmax")])
+    model = keras.Sequential([keras.Input((4, 4, 1)), normalization(1 / 255), keras.layers.Flatten(),
+                              keras.layers.Dense(3, "softmax")])
     model.save(tmp_path / "model.keras")
-    info = {"class_names": ["cat", "dog", "eel"], "input_shape": [4, 4, 1]}
+    info = {"class_names": ["cat", "dog", "eel"], "input_shape": [4, 4, 1], "input_dtype": "uint8",
+            "pixel_scale": 1 / 255}
     (tmp_path / "model.json").write_text(json.dumps(info))
     return model, info
 
@@ -48,7 +51,7 @@ def test_predict_prepares_files_as_training_did(tmp_path):
     pixels = np.random.default_rng(2).integers(0, 256, (4, 4), dtype=np.uint8)
     Image.fromarray(pixels, "L").save(tmp_path / "x.png")
     answers = predict_files(model, info, [str(tmp_path / "x.png")], k=3)
-    direct = model.predict((pixels / 255.0).astype(np.float32)[None, ..., None], verbose=0)[0]
+    direct = model.predict(pixels[None, ..., None], verbose=0)[0]
     ranked = answers[str(tmp_path / "x.png")]
     assert [name for name, _ in ranked] == [info["class_names"][i] for i in np.argsort(-direct)]
     assert [p for _, p in ranked] == pytest.approx(sorted(direct, reverse=True), abs=1e-6)
@@ -68,3 +71,26 @@ def test_cli_prints_and_writes_json(tmp_path, capsys):
 def test_cli_without_a_trained_model_says_to_run_the_pipeline(tmp_path):
     with pytest.raises(PipelineError, match="dvc repro"):
         main(["x.png", "--model", str(tmp_path / "model.keras")])
+
+
+def test_a_model_of_the_old_unit_range_contract_is_refused(tmp_path):
+    """Before 8-bit pixels at rest, models took [0, 1] floats: fed 0..255 they would answer wrongly."""
+    model, info = _tiny_model(tmp_path)
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "x.png")
+    old = {k: v for k, v in info.items() if k not in ("input_dtype", "pixel_scale")}
+    with pytest.raises(PipelineError, match="older version.*retrain"):
+        predict_files(model, old, [str(tmp_path / "x.png")], k=1)
+
+
+def test_a_model_of_other_stored_pixels_gets_the_file_on_its_own_scale(tmp_path):
+    """Digits are stored 0..16 (scale 1/16); a 0..255 image file is brought to that scale first."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4, 4, 1)), normalization(1 / 16), keras.layers.Flatten(),
+                              keras.layers.Dense(3, "softmax")])
+    info = {"class_names": ["a", "b", "c"], "input_shape": [4, 4, 1], "input_dtype": "uint8", "pixel_scale": 1 / 16}
+    pixels = np.random.default_rng(4).integers(0, 256, (4, 4), dtype=np.uint8)
+    Image.fromarray(pixels, "L").save(tmp_path / "x.png")
+    (ranked,) = predict_files(model, info, [str(tmp_path / "x.png")], k=3).values()
+    # the 0..16 pixels the model takes, the same [0, 1] image inside it
+    unit = model.predict((pixels.astype(np.float32) * 16 / 255)[None, ..., None], verbose=0)[0]
+    assert [p for _, p in ranked] == pytest.approx(sorted(unit, reverse=True), abs=1e-6)

@@ -1,24 +1,32 @@
 import numpy as np
 import pytest
+from PIL import Image
 
 from imgclf.datasets import get_dataset, load_bundled_digits
 from imgclf.errors import PipelineError
 from imgclf.preprocess import normalize, prepare_arrays
 
 
-def test_normalize_scales_by_the_format_maximum_and_adds_a_channel():
+def test_normalize_keeps_8_bit_pixels_and_returns_the_scale_to_unit_range():
     images = np.array([[[0, 8], [16, 4]]], dtype=np.uint8)
-    out = normalize(images, 16.0)
-    assert out.shape == (1, 2, 2, 1) and out.dtype == np.float32
+    out, scale = normalize(images, 16.0)
+    assert out.shape == (1, 2, 2, 1) and out.dtype == np.uint8 and scale == 1 / 16
+    np.testing.assert_allclose(out[0, :, :, 0] * scale, [[0, 0.5], [1, 0.25]])
+
+
+def test_normalize_divides_other_pixel_types_to_float32_with_scale_one():
+    images = np.array([[[0, 300], [600, 150]]], dtype=np.int16)
+    out, scale = normalize(images, 600.0)
+    assert out.dtype == np.float32 and scale == 1.0
     np.testing.assert_allclose(out[0, :, :, 0], [[0, 0.5], [1, 0.25]])
 
 
 def test_digits_are_bundled_and_prepared_to_unit_range():
     spec = get_dataset("digits")
     raw = load_bundled_digits()
-    data = prepare_arrays(spec, {"x_train": raw["images"], "y_train": raw["labels"]})
-    assert data["x_train"].shape == (1797, 8, 8, 1)
-    assert data["x_train"].min() == 0.0 and data["x_train"].max() == 1.0
+    data, scale = prepare_arrays(spec, {"x_train": raw["images"], "y_train": raw["labels"]})
+    assert data["x_train"].shape == (1797, 8, 8, 1) and data["x_train"].dtype == np.uint8
+    assert data["x_train"].min() * scale == 0.0 and data["x_train"].max() * scale == 1.0
     assert spec.class_names == tuple(str(d) for d in range(10))
     assert "x_test" not in data
 
@@ -26,7 +34,7 @@ def test_digits_are_bundled_and_prepared_to_unit_range():
 def test_fashion_arrays_keep_their_source_test_split():
     spec = get_dataset("fashion_mnist")
     images = np.zeros((3, 28, 28), np.uint8)
-    data = prepare_arrays(spec, {"x_train": images, "y_train": np.array([0, 5, 9]),
+    data, _ = prepare_arrays(spec, {"x_train": images, "y_train": np.array([0, 5, 9]),
                                  "x_test": images, "y_test": np.array([1, 2, 3])})
     assert spec.class_names[0] == "T-shirt/top" and spec.class_names[9] == "Ankle boot"
     assert data["y_test"].dtype == np.int64
@@ -61,3 +69,27 @@ def test_decode_images_keeps_order_and_returns_bad_files_as_errors(tmp_path):
     serial = list(decode_images(paths, (16, 16), 3, workers=1))
     parallel = list(decode_images(paths, (16, 16), 3, workers=2))
     assert all(isinstance(a, BadImageError) or np.array_equal(a, b) for a, b in zip(serial, parallel))
+
+
+def test_decode_images_bounds_the_batches_in_flight(tmp_path, monkeypatch):
+    """The pool is fed as results are taken, not all at once: a slow consumer holds few results."""
+    import imgclf.preprocess as preprocess
+
+    submitted = []
+
+    class Recording(preprocess.ProcessPoolExecutor):
+        def submit(self, fn, *args, **kwargs):
+            submitted.append(len(args[0]))
+            return super().submit(fn, *args, **kwargs)
+
+    monkeypatch.setattr(preprocess, "ProcessPoolExecutor", Recording)
+    for i in range(400):
+        Image.fromarray(np.full((20, 20, 3), i % 256, np.uint8)).save(tmp_path / f"{i:03d}.png")
+    paths = sorted(tmp_path.iterdir())
+    results = preprocess.decode_images(paths, (8, 8), 3, workers=2, batch=10)
+    first = next(results)
+    assert len(submitted) == 4  # 2 workers x 2 batches, of 40 jobs
+    rest = list(results)
+    assert sum(submitted) == 400 and len(rest) == 399
+    assert [int(r[0, 0, 0]) for r in [first, *rest]] == [i % 256 for i in range(400)]
+    assert first.dtype == np.uint8

@@ -46,6 +46,39 @@ def test_one_hot_labels_train_the_same_network_as_sparse():
         assert a == pytest.approx(b, rel=1e-4)
 
 
+@pytest.mark.parametrize("batch_size", [1, 5, "full"])
+def test_steps_per_execution_changes_the_speed_not_the_result(batch_size):
+    """64 batches per call into TensorFlow, or one: the same steps in the same order, the same weights,
+    and per-epoch callbacks (here reduce-on-plateau) still act after every epoch."""
+    noise = _data(learnable=False)
+    callbacks = parse_params({"train": {"callbacks": {"reduce_lr": {"enabled": True, "patience": 1}}}}).train.callbacks
+    runs = [_train(data=noise, batch_size=batch_size, steps_per_execution=n, callbacks=callbacks, epochs=6,
+                   learning_rate=0.05, hidden_units=(32,)) for n in (1, 64)]
+    per_batch, grouped = runs
+    assert int(grouped.model.optimizer.iterations) == int(per_batch.model.optimizer.iterations)
+    assert grouped.model.steps_per_execution == 64 and per_batch.model.steps_per_execution == 1
+    assert grouped.rows == per_batch.rows and len(grouped.rows) == 6
+    assert min(row["learning_rate"] for row in grouped.rows) < 0.05  # the callback did act
+    for a, b in zip(per_batch.model.get_weights(), grouped.model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_8_bit_pixels_train_like_unit_range_floats():
+    """Pixels stored as uint8 with their scale give the network what [0, 1] floats give it."""
+    (x, y), (xv, yv) = _data()
+    x8, xv8 = (np.round(a * 255).astype(np.uint8) for a in (x, xv))
+    params = TrainParams(hidden_units=(16,), epochs=3)
+    make_deterministic(0)
+    as_bytes = train_network((x8, y), (xv8, yv), 3, params, 0, pixel_scale=1 / 255)
+    make_deterministic(0)
+    as_floats = train_network(((x8 / 255).astype(np.float32), y), ((xv8 / 255).astype(np.float32), yv), 3, params, 0)
+    assert as_bytes.model.layers[0].name == "normalization"
+    for a, b in zip(as_bytes.rows, as_floats.rows):
+        assert a == pytest.approx(b, rel=1e-4)
+    np.testing.assert_allclose(as_bytes.model.predict(xv8, verbose=0),
+                               as_floats.model.predict((xv8 / 255).astype(np.float32), verbose=0), atol=1e-4)
+
+
 def test_early_stopping_stops_on_a_plateau_and_keeps_the_best_weights():
     noise = _data(learnable=False)  # random labels: validation loss soon stops improving
     callbacks = CallbackParams(early_stopping=EarlyStoppingParams(enabled=True, patience=2))
