@@ -81,7 +81,8 @@ def test_presplit_photos_train_a_cnn_and_skip_bad_files(repo):
     assert split["test"] == sum(PHOTO_COUNTS["test"].values())
     assert split["per_class"]["train"] == {"bag": 13, "shirt": 18, "shoes": 6}
     x = np.load(repo / "data/split/train_x.npy", mmap_mode="r")
-    assert x.shape[1:] == (32, 32, 3) and x.dtype == np.float32
+    assert x.shape[1:] == (32, 32, 3) and x.dtype == np.uint8  # photos stay 8-bit; the model scales them
+    assert json.loads((repo / "data/split/meta.json").read_text())["pixel_scale"] == 1 / 255
     confusion = json.loads((repo / "plots/confusion.json").read_text())
     assert {r["actual"] for r in confusion} == {"bag", "shirt", "shoes"}
     html = (repo / "reports/report.html").read_text()
