@@ -42,7 +42,7 @@ def atomic_paths(paths: list[str | Path], suffix: str = "") -> Iterator[list[Pat
     try:
         for path in map(Path, paths):
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix or ".tmp",
+            fd, tmp = tempfile.mkstemp(prefix=_staging_prefix(path), suffix=suffix or path.suffix or ".tmp",
                                        dir=path.parent)
             os.close(fd)
             temps.append(Path(tmp))
@@ -55,6 +55,24 @@ def atomic_paths(paths: list[str | Path], suffix: str = "") -> Iterator[list[Pat
         for tmp in temps:
             if tmp.exists():
                 tmp.unlink()
+
+
+def _staging_prefix(path: Path) -> str:
+    # One recognisable name for every staging file or folder: git-ignored (.gitignore) and
+    # removed by remove_staging when a killed process left it behind.
+    return f".{path.name}.staging-"
+
+
+def remove_staging(*outputs: str | Path) -> None:
+    """Remove what an interrupted write of these outputs left beside them: never trusted, never published."""
+    for output in map(Path, outputs):
+        if not output.parent.is_dir():
+            continue
+        for leftover in output.parent.glob(f"{_staging_prefix(output)}*"):
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
 
 
 @functools.cache
@@ -129,7 +147,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield a temp folder beside `path`; it replaces `path` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=_staging_prefix(path), dir=path.parent))
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())

@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import keras
+import mlflow
+import numpy as np
+import tensorflow as tf
 from mlflow.keras import MlflowCallback
 
 from imgclf.params import CallbackParams
@@ -36,12 +39,49 @@ def build_callbacks(cb: CallbackParams, checkpoint_path: Path) -> list[keras.cal
     return callbacks
 
 
+class EpochRandomness(keras.callbacks.Callback):
+    """Makes every random draw of an epoch a function of (seed, epoch), not of the epochs run before it.
+
+    At each epoch's start it sets the epoch the training batches are shuffled by (make_dataset)
+    and moves every seed generator (augmentation layers, dropout) to a stream of that epoch's own.
+    Keras's generators otherwise carry a counter over from epoch to epoch that is not saved with
+    the weights, so a training resumed at epoch k would draw other augmentations and dropout
+    masks than an uninterrupted one.
+    """
+
+    def __init__(self, epoch: tf.Variable, augment: keras.Layer | None = None) -> None:
+        super().__init__()
+        self.epoch, self.augment = epoch, augment
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch.assign(epoch)
+        layers = [self.model] + ([self.augment] if self.augment is not None else [])
+        for state in (v for layer in layers for v in layer.non_trainable_variables
+                      if v.path.endswith("seed_generator_state")):
+            seed = int(keras.ops.convert_to_numpy(state)[0])
+            state.assign(np.array([seed, epoch << 32], dtype=state.dtype))  # room for 2**32 draws per epoch
+
+
 class EpochMetricsLogger(MlflowCallback):
-    """MLflow's Keras callback, logging each epoch's metrics once.
+    """MLflow's Keras callback, logging each epoch's metrics once, and before the epoch's backup.
 
     The stock callback also logs every validation pass again as `validation_*` (without a step),
-    a second name for what the epoch logs already hold as `val_*`.
+    a second name for what the epoch logs already hold as `val_*`. It logs asynchronously: a killed
+    process could lose epochs that its backup already holds, so this one waits for the store.
+    A resumed training continues its run, whose optimizer params and summary are logged already.
     """
+
+    def __init__(self, resumed: bool = False) -> None:
+        super().__init__()
+        self.resumed = resumed
+
+    def on_train_begin(self, logs=None):
+        if not self.resumed:
+            super().on_train_begin(logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            mlflow.log_metrics(logs, step=epoch)
 
     def on_test_end(self, logs=None):
         pass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import tensorflow as tf
@@ -16,6 +17,13 @@ def make_strategy(mode: str) -> tf.distribute.Strategy:
         raise PipelineError("train.distribute = multi_worker needs TF_CONFIG (the cluster and this worker's task) "
                             "in the environment; set it on every worker, or use train.distribute: auto")
     if mode == "multi_worker" or (mode == "auto" and multi_worker):
+        cluster = json.loads(os.environ["TF_CONFIG"]).get("cluster", {})
+        if sum(len(tasks) for tasks in cluster.values()) > 1:
+            # Keras 3.15's fit crashes on every worker ("... unsupported type (PerReplica) to a Tensor"):
+            # say so before any work rather than fail each worker with a traceback.
+            raise PipelineError(
+                "train.distribute = multi_worker (TF_CONFIG names several workers) does not train yet: Keras's fit "
+                "fails on the workers' batches; train on one machine (unset TF_CONFIG, or train.distribute: none)")
         return tf.distribute.MultiWorkerMirroredStrategy()
     if mode == "mirrored" or (mode == "auto" and len(tf.config.list_logical_devices("GPU")) > 1):
         return tf.distribute.MirroredStrategy()

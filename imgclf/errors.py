@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Callable
 
@@ -10,10 +11,27 @@ class PipelineError(Exception):
     """A problem with the user's input or environment; the message names it and the fix."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`dvc queue kill`, a cancelled CI job, Kubernetes): handled like Ctrl-C, so cleanup runs."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
 def run_stage(main: Callable[[], None]) -> None:
-    """Run a stage's main(); report a PipelineError as one clear line and exit non-zero."""
+    """Run a stage's main(); report a PipelineError as one clear line and exit non-zero.
+
+    SIGTERM and Ctrl-C unwind the stage (its MLflow run is marked KILLED, a training keeps its
+    backup) and exit 143 or 130, as the shell reports those signals.
+    """
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         main()
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt as exc:
+        name = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
+        print(f"stopped by {name}", file=sys.stderr)
+        sys.exit(128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT))

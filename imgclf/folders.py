@@ -31,6 +31,7 @@ def scan_image_folder(root: str | Path) -> FolderDataset:
     subdirs = {d.name: d for d in _visible(root) if d.is_dir()}
     split_dirs = {name: d for name, d in subdirs.items() if name in SPLIT_FOLDERS}
     if split_dirs:
+        _check_split_folders(root, split_dirs, sorted(set(subdirs) - set(split_dirs)))
         if "train" not in split_dirs:
             raise PipelineError(
                 f"{root} has {', '.join(sorted(split_dirs))}/ but no train/: add train/ beside them, "
@@ -39,6 +40,20 @@ def scan_image_folder(root: str | Path) -> FolderDataset:
         return _scan_presplit(root, split_dirs)
     classes = _classes(root)
     return FolderDataset(classes, {"all": _files(root, classes)})
+
+
+def _check_split_folders(root: Path, split_dirs: dict[str, Path], others: list[str]) -> None:
+    """A flat tree whose class is named train, val, validation or test is not a split tree: its folder holds images."""
+    of_images = sorted(name for name, d in split_dirs.items() if not any(p.is_dir() for p in _visible(d)))
+    if not of_images:
+        return
+    beside = f" beside class folders ({', '.join(others)})" if others else ""
+    raise PipelineError(
+        f"{root} has {', '.join(f'{name}/' for name in of_images)} holding images, not class folders{beside}: "
+        f"the names train, validation, val and test mark ready-made split folders; rename such a class folder "
+        f"(e.g. {of_images[0]}_) for a folder of class folders, or move every class folder into train/ "
+        "(and validation/, test/)"
+    )
 
 
 def _scan_presplit(root: Path, split_dirs: dict[str, Path]) -> FolderDataset:

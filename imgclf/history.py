@@ -9,10 +9,14 @@ from pathlib import Path
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
 
 
-def history_rows(history: dict[str, list]) -> list[dict]:
-    """Keras History.history as one row per epoch (epoch counted from 1)."""
-    keys = [k for k in HISTORY_COLUMNS[1:] if k in history]
-    return [{"epoch": i + 1, **{k: float(history[k][i]) for k in keys}} for i in range(len(history["loss"]))]
+def history_rows(history: dict[str, list], first_epoch: int = 0) -> list[dict]:
+    """Keras History.history as one row per epoch (epoch counted from 1; a resumed fit starts at first_epoch)."""
+    return [epoch_row(first_epoch + i, {k: v[i] for k, v in history.items()}) for i in range(len(history["loss"]))]
+
+
+def epoch_row(epoch: int, logs: dict) -> dict:
+    """One epoch's logs (Keras counts epochs from 0) as a row, epoch counted from 1."""
+    return {"epoch": epoch + 1, **{k: float(logs[k]) for k in HISTORY_COLUMNS[1:] if k in logs}}
 
 
 def best_epoch(rows: list[dict], monitor: str) -> int:

@@ -23,6 +23,16 @@ PREDICTIONS = Path("data/predictions/test_probs.npy")
 
 REPORT_DIR = Path("reports")
 
+# Each stage's outputs (as in dvc.yaml): where a killed run of the stage may have left staging files.
+OUTPUTS = {
+    "download": (RAW_DIR,),
+    "preprocess": (PROCESSED_DIR,),
+    "split": (SPLIT_DIR, SPLIT_METRICS),
+    "train": (MODEL, MODEL_INFO, TRAIN_METRICS, HISTORY, AUGMENTATION_PNG),
+    "evaluate": (EVAL_METRICS, CLASS_REPORT, CONFUSION, CONFUSION_PNG, MISTAKES_PNG, PREDICTIONS),
+    "report": (REPORT_DIR,),
+}
+
 
 def meta_file(folder: Path) -> Path:
     """The JSON beside a folder of arrays: class names, parts, skipped files."""

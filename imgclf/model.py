@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import keras
 import numpy as np
 
@@ -76,7 +78,17 @@ def build_transfer(input_shape: tuple[int, ...], n_classes: int, train: TrainPar
             f"data.color_mode: rgb and a large enough data.image_size"
         )
     weights = None if train.transfer.weights == "none" else "imagenet"
-    backbone = getattr(keras.applications, name)(include_top=False, weights=weights, input_shape=input_shape)
+    try:
+        backbone = getattr(keras.applications, name)(include_top=False, weights=weights, input_shape=input_shape)
+    except Exception as exc:  # Keras raises a bare Exception("URL fetch failure on <url>: ...")
+        if weights is None or "URL fetch failure" not in str(exc):
+            raise
+        url = re.search(r"https?://\S+?\.h5", str(exc))
+        file = url.group(0).rsplit("/", 1)[-1] if url else f"the {name} ImageNet weights file"
+        raise PipelineError(
+            f"train.transfer.weights = imagenet: Keras could not download {file} (no network?); "
+            f"place that file in ~/.keras/models/ ($KERAS_HOME/models when set), where Keras looks first, "
+            f"or set train.transfer.weights: none to train from random weights") from None
     backbone.trainable = False
     inputs = keras.Input(shape=input_shape)
     x = keras.layers.Rescaling(scale, offset=offset)(normalization(pixel_scale)(inputs))

@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+import socket
+import sqlite3
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import mlflow
+import psutil
+import requests
+from filelock import FileLock
 from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
 from sqlalchemy.exc import SQLAlchemyError
 
 from imgclf.errors import PipelineError
 
 LOCAL_DB = "mlflow.db"
+STORE_LOCK = ".mlflow.db.lock"
 LOCAL_ARTIFACTS = "mlartifacts"
+# A tracking server that does not answer within this many seconds fails the stage before any work.
+SERVER_TIMEOUT = 10
+PROCESS_TAG = "imgclf.process"  # host:pid:start time of the process a run belongs to
 
 
 def project_root() -> Path:
@@ -29,11 +41,68 @@ def tracking_uri(root: Path) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root / LOCAL_DB}"
 
 
-def use_experiment(name: str, attempts: int = 5) -> str:
-    """Point MLflow at the project's store and return the id of experiment `name`, creating it."""
+def connect() -> str:
+    """Point MLflow at the project's store, ready for any number of processes; fail fast when it cannot answer.
+
+    A tracking server is asked once, without MLflow's retries (minutes of silence on a closed port).
+    The local sqlite store is created and migrated by one process at a time, under a file lock:
+    stages started at once (queue workers, multi-worker training) would otherwise race in
+    MLflow's schema migration, and one cut short leaves the store unusable.
+    """
     root = project_root()
     uri = tracking_uri(root)
     mlflow.set_tracking_uri(uri)
+    if uri.startswith(("http://", "https://")):
+        _check_server(uri)
+    elif uri.startswith("sqlite:"):
+        with FileLock(root / STORE_LOCK, timeout=120):
+            _repair_store(root / LOCAL_DB)
+            try:
+                MlflowClient().search_experiments(max_results=1)  # creates or migrates the store, once
+            except (MlflowException, SQLAlchemyError) as exc:
+                raise PipelineError(
+                    f"the MLflow store {root / LOCAL_DB} cannot be opened or migrated "
+                    f"({str(exc).splitlines()[0][:200]}); move it aside (a new one is created on the next run) "
+                    f"or run `mlflow db upgrade sqlite:///{LOCAL_DB}`") from None
+    return uri
+
+
+def _check_server(uri: str) -> None:
+    # Later calls fail within a bounded time too, should the server go away during training.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(SERVER_TIMEOUT))
+    try:
+        requests.get(f"{uri.rstrip('/')}/health", timeout=SERVER_TIMEOUT)
+    except requests.RequestException as exc:
+        raise PipelineError(
+            f"the MLflow tracking server at {uri} (MLFLOW_TRACKING_URI) does not answer ({type(exc).__name__}); "
+            f"start it (mlflow server --host ... --port ...), or unset MLFLOW_TRACKING_URI to use the "
+            f"project's local store") from None
+
+
+def _repair_store(db: Path) -> None:
+    """Finish or undo a schema migration a killed process left half done (MLflow fails on every run after it).
+
+    On sqlite, Alembic changes a table by copying it to _alembic_tmp_<table>, dropping the table and
+    renaming the copy. Cut short before the drop, the copy is surplus; after it, the copy is the table.
+    """
+    if not db.exists():
+        return
+    with contextlib.closing(sqlite3.connect(db)) as con, con:
+        tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        for tmp in sorted(t for t in tables if t.startswith("_alembic_tmp_")):
+            table = tmp.removeprefix("_alembic_tmp_")
+            if table in tables:
+                con.execute(f'DROP TABLE "{tmp}"')
+            else:
+                con.execute(f'ALTER TABLE "{tmp}" RENAME TO "{table}"')
+            print(f"note: repaired {db.name}: table {table} of a schema migration cut short", file=sys.stderr)
+
+
+def use_experiment(name: str, attempts: int = 5) -> str:
+    """Point MLflow at the project's store and return the id of experiment `name`, creating it."""
+    root = project_root()
+    uri = connect()
     # Pin artifacts to the real root: a default relative location would land inside
     # the temporary copy of `dvc exp run --temp` and vanish with it.
     location = (root / LOCAL_ARTIFACTS).as_uri() if uri.startswith("sqlite:") else None
@@ -54,7 +123,7 @@ def _get_or_create_experiment(name: str, location: str | None) -> str:
 
 def find_run(run_id: str, attempts: int = 5):
     """Point MLflow at the project's store; the live run `run_id` there, or None when it is gone or deleted."""
-    mlflow.set_tracking_uri(tracking_uri(project_root()))
+    connect()
 
     def get():
         try:
@@ -81,6 +150,60 @@ def _retrying(call, attempts: int):
             if attempt == attempts:
                 raise
             time.sleep(0.5 + random.random())
+
+
+@contextlib.contextmanager
+def stage_run(run_id: str | None = None, **start_run_args):
+    """An MLflow run for a stage: FINISHED when it completes, KILLED when stopped (SIGTERM, Ctrl-C), else FAILED.
+
+    `run_id` continues a run (a resumed training). The run is tagged with this process, so a later
+    start can tell a run whose process was killed (SIGKILL, OOM) from one still going.
+    """
+    run = mlflow.start_run(run_id=run_id, **start_run_args)
+    try:
+        mlflow.set_tag(PROCESS_TAG, _this_process())
+        yield run
+    except KeyboardInterrupt:
+        mlflow.end_run("KILLED")
+        raise
+    except BaseException:
+        mlflow.end_run("FAILED")
+        raise
+    mlflow.end_run("FINISHED")
+
+
+def close_stale_runs(experiment_id: str, keep: str | None = None) -> list[str]:
+    """Mark KILLED the RUNNING runs whose process on this machine is gone (but `keep`, about to be continued).
+
+    Any stage sweeps them: after a killed training DVC may restore the stage from its run-cache
+    instead of rerunning it, and the pipeline must still end with no RUNNING run.
+    """
+    closed = []
+    runs = mlflow.search_runs([experiment_id], output_format="list", filter_string="attributes.status = 'RUNNING'")
+    for run in runs:
+        owner = run.data.tags.get(PROCESS_TAG)
+        if run.info.run_id == keep or owner is None or _alive(owner):
+            continue
+        MlflowClient().set_terminated(run.info.run_id, "KILLED")
+        closed.append(run.info.run_id)
+        print(f"note: MLflow run {run.info.run_id} ({run.info.run_name}), whose {run.data.tags.get('stage')} "
+              f"stage was killed, is marked KILLED", file=sys.stderr)
+    return closed
+
+
+def _this_process() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{psutil.Process().create_time():.0f}"
+
+
+def _alive(owner: str) -> bool:
+    """Whether the process a run is tagged with still runs (runs of other machines are taken as alive)."""
+    host, pid, started = owner.rsplit(":", 2)
+    if host != socket.gethostname():
+        return True
+    try:
+        return f"{psutil.Process(int(pid)).create_time():.0f}" == started
+    except (psutil.NoSuchProcess, ValueError):
+        return False
 
 
 def evaluation_tags(model_run, test_md5: dict[str, str]) -> dict[str, str]:

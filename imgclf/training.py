@@ -15,11 +15,12 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from imgclf.augmentation import build_augmentation
 from imgclf.batches import Arrays, make_dataset
-from imgclf.callbacks import LearningRateLogger, build_callbacks
+from imgclf.callbacks import EpochRandomness, LearningRateLogger, build_callbacks
 from imgclf.devices import describe_strategy, make_strategy
 from imgclf.history import best_epoch, history_rows
 from imgclf.model import build_model, compile_model
 from imgclf.params import CallbackParams, TrainParams
+from imgclf.resume import Backup, EpochBackup
 
 
 @dataclass
@@ -55,10 +56,14 @@ def class_weights(y: np.ndarray, n_classes: int, mode: str) -> dict[int, float] 
 
 
 def train_network(train: Arrays, val: Arrays, n_classes: int, params: TrainParams, seed: int,
-                  extra_callbacks: list | None = None, pixel_scale: float = 1.0) -> TrainResult:
+                  extra_callbacks: list | None = None, pixel_scale: float = 1.0,
+                  backup: Backup | None = None, resume: dict | None = None,
+                  backup_extra: dict | None = None) -> TrainResult:
     """Build, compile and fit the network; the returned model is the checkpointed best when enabled.
 
     `train` and `val` hold pixels as stored; the model's first layer applies `pixel_scale`.
+    With `backup`, the state is saved at each epoch's end; `resume` (that backup's state) continues
+    a training from its last completed epoch, to the result an uninterrupted one gives.
     """
     batch_size = resolve_batch_size(params.batch_size, len(train[1]))
     steps = math.ceil(len(train[1]) / batch_size)
@@ -66,24 +71,35 @@ def train_network(train: Arrays, val: Arrays, n_classes: int, params: TrainParam
     with strategy.scope():  # variables are created once per replica; batch_size is the global batch
         model = compile_model(build_model(train[0].shape[1:], n_classes, params, pixel_scale), params, steps)
     augment = build_augmentation(params.augmentation, seed, 1 / pixel_scale)
-    train_ds = make_dataset(train, batch_size, n_classes, params.labels, shuffle_seed=seed, augment=augment)
+    epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+    train_ds = make_dataset(train, batch_size, n_classes, params.labels, shuffle_seed=seed, augment=augment,
+                            epoch=epoch)
     val_ds = make_dataset(val, max(batch_size, 256), n_classes, params.labels)
     with tempfile.TemporaryDirectory() as tmp:
         best = Path(tmp) / "best.weights.h5"
-        callbacks = build_callbacks(params.callbacks, best) + [LearningRateLogger(), *(extra_callbacks or [])]
+        stateful = build_callbacks(params.callbacks, best)
+        callbacks = stateful + [LearningRateLogger(), EpochRandomness(epoch, augment), *(extra_callbacks or [])]
+        initial_epoch, prior_rows = 0, []
+        if resume is not None:
+            backup.restore_model(model, resume)
+            initial_epoch = params.epochs if resume["stopped"] else resume["epoch"]
+            prior_rows = resume["rows"]
+        if backup is not None:
+            callbacks.append(EpochBackup(backup, stateful, prior_rows, resume, backup_extra or {}))
         # shuffle=False: the dataset is already shuffled, with the seed.
         started = time.perf_counter()
-        history = model.fit(train_ds, validation_data=val_ds, epochs=params.epochs, callbacks=callbacks,
-                            class_weight=class_weights(train[1], n_classes, params.class_weight),
+        history = model.fit(train_ds, validation_data=val_ds, epochs=params.epochs, initial_epoch=initial_epoch,
+                            callbacks=callbacks, class_weight=class_weights(train[1], n_classes, params.class_weight),
                             shuffle=False, verbose=2)
         fit_seconds = time.perf_counter() - started
         steps_taken = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
         if best.exists():
             model.load_weights(best)
-    rows = history_rows(history.history)
+    fitted = history_rows(history.history, initial_epoch) if history.history else []
+    rows = prior_rows + fitted
     val_loss, val_accuracy = model.evaluate(val_ds, verbose=0)
     return TrainResult(model, rows, tags=describe_strategy(strategy), fit_seconds=fit_seconds,
-                       samples_seen=len(train[1]) * len(rows), summary={
+                       samples_seen=len(train[1]) * len(fitted), summary={
         "epochs_run": len(rows),
         "optimizer_steps": steps_taken,
         "best_epoch": best_epoch(rows, _monitor(params.callbacks)),

@@ -1,7 +1,7 @@
 """Stage download: fetch data.dataset into data/raw (verified, all-or-nothing); list a photo folder."""
 
 from imgclf import layout
-from imgclf.artifacts import atomic_dir, write_array, write_json
+from imgclf.artifacts import atomic_dir, remove_staging, write_array, write_json
 from imgclf.datasets import get_dataset, load_bundled_digits
 from imgclf.download import download_files
 from imgclf.errors import run_stage
@@ -10,6 +10,7 @@ from imgclf.params import load_params
 
 
 def main() -> None:
+    remove_staging(*layout.OUTPUTS["download"])
     params = load_params(layout.PARAMS)
     name = params.data.dataset
     with atomic_dir(layout.RAW_DIR) as staging:

@@ -15,6 +15,7 @@ from imgclf.artifacts import (
     png_bytes,
     read_json,
     read_part,
+    remove_staging,
     write_together,
 )
 from imgclf.errors import run_stage
@@ -26,6 +27,7 @@ MISTAKES_SHOWN = 25
 
 
 def main() -> None:
+    remove_staging(*layout.OUTPUTS["evaluate"])
     info = read_json(layout.MODEL_INFO)
     x_test, y_true = read_part(layout.SPLIT_DIR, "test")
     meta = read_json(layout.meta_file(layout.SPLIT_DIR))
@@ -79,9 +81,10 @@ def _evaluation_run(run_id: str):
         return
     test_md5 = {name: file_md5(path) for name, path in zip(("x", "y"), layout.part_files(layout.SPLIT_DIR, "test"))}
     earlier = tracking.evaluations_of(trained)
-    with mlflow.start_run(experiment_id=trained.info.experiment_id, parent_run_id=run_id,
-                          run_name=f"{trained.info.run_name} · test {test_md5['x'][:8]}",
-                          tags=tracking.evaluation_tags(trained, test_md5)) as run:
+    tracking.close_stale_runs(trained.info.experiment_id)
+    with tracking.stage_run(experiment_id=trained.info.experiment_id, parent_run_id=run_id,
+                            run_name=f"{trained.info.run_name} · test {test_md5['x'][:8]}",
+                            tags=tracking.evaluation_tags(trained, test_md5)) as run:
         yield run
     if earlier:
         print(f"note: this model was trained earlier, in MLflow run {run_id} ({trained.info.run_name}), and "

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from imgclf import layout
-from imgclf.artifacts import RowWriter, atomic_dir, read_json, write_json, write_part
+from imgclf.artifacts import RowWriter, atomic_dir, read_json, remove_staging, write_json, write_part
 from imgclf.datasets import get_dataset
 from imgclf.errors import PipelineError, run_stage
 from imgclf.folders import from_manifest
@@ -20,6 +20,7 @@ from imgclf.preprocess import decode_images, load_raw, prepare_arrays
 
 
 def main() -> None:
+    remove_staging(*layout.OUTPUTS["preprocess"])
     params = load_params(layout.PARAMS)
     with atomic_dir(layout.PROCESSED_DIR) as out:
         if params.data.dataset == "image_folder":

@@ -3,7 +3,7 @@
 import numpy as np
 
 from imgclf import layout
-from imgclf.artifacts import atomic_dir, read_array, read_json, read_part, save_figure, write_text
+from imgclf.artifacts import atomic_dir, read_array, read_json, read_part, remove_staging, save_figure, write_text
 from imgclf.errors import run_stage
 from imgclf.history import read_history
 from imgclf.metrics import confident_mistakes
@@ -16,6 +16,7 @@ MISTAKE_ROWS = 10
 
 
 def main() -> None:
+    remove_staging(*layout.OUTPUTS["report"])
     params = flatten(load_params(layout.PARAMS))
     x_test, y = read_part(layout.SPLIT_DIR, "test")
     meta = read_json(layout.meta_file(layout.SPLIT_DIR))

@@ -3,13 +3,23 @@
 import numpy as np
 
 from imgclf import layout
-from imgclf.artifacts import RowWriter, atomic_dir, read_json, read_part, rows_per_chunk, write_array, write_json
+from imgclf.artifacts import (
+    RowWriter,
+    atomic_dir,
+    read_json,
+    read_part,
+    remove_staging,
+    rows_per_chunk,
+    write_array,
+    write_json,
+)
 from imgclf.errors import run_stage
 from imgclf.params import load_params
 from imgclf.split import describe_source, plan_splits, summarize_splits
 
 
 def main() -> None:
+    remove_staging(*layout.OUTPUTS["split"])
     params = load_params(layout.PARAMS)
     meta = read_json(layout.meta_file(layout.PROCESSED_DIR))
     parts = {part: read_part(layout.PROCESSED_DIR, part) for part in meta["parts"]}

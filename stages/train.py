@@ -1,5 +1,7 @@
 """Stage train: fit the model on data/split, track the run in MLflow, then write the model and its records."""
 
+from pathlib import Path
+
 import mlflow
 import mlflow.keras
 import numpy as np
@@ -7,7 +9,15 @@ import tensorflow as tf
 from mlflow.models import infer_signature
 
 from imgclf import layout, tracking
-from imgclf.artifacts import figure_writer, json_writer, read_json, read_part, text_writer, write_together
+from imgclf.artifacts import (
+    figure_writer,
+    json_writer,
+    read_json,
+    read_part,
+    remove_staging,
+    text_writer,
+    write_together,
+)
 from imgclf.augmentation import augmentation_preview
 from imgclf.callbacks import EpochMetricsLogger
 from imgclf.devices import describe_device
@@ -16,20 +26,34 @@ from imgclf.history import rows_to_csv
 from imgclf.logreg import train_logreg
 from imgclf.params import flatten, load_params
 from imgclf.plots import augmentation_figure
+from imgclf.resume import Backup, run_key
 from imgclf.training import class_weights, make_deterministic, train_network
 
 PREVIEW_IMAGES = 6
 
 
 def main() -> None:
+    remove_staging(*layout.OUTPUTS["train"])
     params = load_params(layout.PARAMS)
     train, val = read_part(layout.SPLIT_DIR, "train"), read_part(layout.SPLIT_DIR, "val")
     meta = read_json(layout.meta_file(layout.SPLIT_DIR))
     class_names, pixel_scale = meta["class_names"], meta["pixel_scale"]
+    backup, state = _backup(params)
     experiment_id = tracking.use_experiment(params.mlflow.experiment_name)
+    run_id = state and state.get("mlflow_run_id")
+    if run_id and tracking.find_run(run_id) is None:
+        run_id = None  # deleted meanwhile: a new run, given the epochs so far below
+    tracking.close_stale_runs(experiment_id, keep=run_id)
+    if state:
+        print(f"train: resuming from epoch {state['epoch']} of {params.train.epochs} "
+              f"(the backup of an interrupted training with the same params, data and code)")
     tags = tracking.run_tags(params.data.dataset, describe_device(), tf.__version__)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=tags.get("dvc.exp_name"), tags=tags) as run:
+    new_run = {} if run_id else {"run_name": tags.get("dvc.exp_name"), "tags": tags}
+    with tracking.stage_run(run_id, experiment_id=experiment_id, **new_run) as run:
         mlflow.log_params(flatten(params))
+        if state and not run_id:
+            for row in state["rows"]:
+                mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"] - 1)
         make_deterministic(params.seed)  # after start_run, whose random run name must not repeat
         n = len(class_names)
         weights = class_weights(train[1], n, params.train.class_weight)
@@ -37,9 +61,12 @@ def main() -> None:
             result = train_logreg(train, val, n, params.train.logreg, weights, params.seed, pixel_scale)
             mlflow.log_metrics({k: v for k, v in result.rows[0].items() if k != "epoch"}, step=0)
         else:
-            result = train_network(train, val, n, params.train, params.seed, [EpochMetricsLogger()], pixel_scale)
+            result = train_network(train, val, n, params.train, params.seed, [EpochMetricsLogger(resumed=bool(state))],
+                                   pixel_scale, backup=backup, resume=state,
+                                   backup_extra={"mlflow_run_id": run.info.run_id})
             # A timing, not a result: in MLflow only, so metrics/train.json stays the same on every run.
-            mlflow.log_metric("fit_samples_per_second", result.samples_seen / result.fit_seconds)
+            if result.fit_seconds:
+                mlflow.log_metric("fit_samples_per_second", result.samples_seen / result.fit_seconds)
         named_weights = {class_names[c]: w for c, w in weights.items()} if weights else None
         # One name per quantity: metrics/train.json's final_learning_rate stays final_learning_rate.
         mlflow.log_metrics({k if k.startswith("final_") else f"final_{k}": float(v) for k, v in result.summary.items()})
@@ -66,10 +93,23 @@ def main() -> None:
             layout.HISTORY: text_writer(rows_to_csv(result.rows)),
             layout.AUGMENTATION_PNG: figure_writer(preview),
         })
+    if backup is not None:
+        backup.remove()  # the stage completed: its outputs are the result now
     if result.fit_seconds:
         print(f"train: fit {result.samples_seen} samples in {result.fit_seconds:.2f} s "
               f"({result.samples_seen / result.fit_seconds:.0f} samples/s)")
     print(f"train: {result.summary} {result.tags} (MLflow run {run.info.run_id})")
+
+
+def _backup(params) -> tuple[Backup | None, dict | None]:
+    """This training's backup (keyed by params, data and code) and its saved state, if any; none for logreg."""
+    if params.train.model == "logreg":
+        return None, None
+    data = [*layout.part_files(layout.SPLIT_DIR, "train"), *layout.part_files(layout.SPLIT_DIR, "val"),
+            layout.meta_file(layout.SPLIT_DIR)]
+    code = [Path("stages/train.py"), *sorted(Path("imgclf").glob("*.py"))]  # relative: the same in a --temp copy
+    backup = Backup.of(tracking.project_root(), run_key(flatten(params), data, code))
+    return backup, backup.load()
 
 
 if __name__ == "__main__":

@@ -91,3 +91,28 @@ def test_write_together_replaces_no_output_when_one_writer_fails(tmp_path):
     write_together({metrics: text_writer("new metrics"), model: text_writer("new model")})
     assert metrics.read_text() == "new metrics" and model.read_text() == "new model"
     assert file_md5(model) == hashlib.md5(b"new model").hexdigest()  # what DVC records in dvc.lock
+
+
+def test_staging_files_of_a_killed_write_are_removed_and_git_ignored(tmp_path):
+    import shutil
+    import subprocess
+
+    from imgclf.artifacts import atomic_paths, remove_staging
+    from tests.conftest import PROJECT
+
+    out = tmp_path / "models" / "model.keras"
+    # writes that never finished, as a SIGKILL leaves them (the contexts are kept open, not exited)
+    file_write, dir_write = atomic_paths([out]), atomic_dir(tmp_path / "data" / "split")
+    (temp,), leftover_dir = file_write.__enter__(), dir_write.__enter__()
+    (leftover_dir / "x.npy").write_bytes(b"partial")
+    user_file = tmp_path / "models" / "notes.keras"
+    user_file.write_text("mine")
+    shutil.copy(PROJECT / ".gitignore", tmp_path / ".gitignore")
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    ignored = subprocess.run(["git", "check-ignore", str(temp), str(leftover_dir / "x.npy")], cwd=tmp_path,
+                             capture_output=True, text=True)
+    assert len(ignored.stdout.splitlines()) == 2
+
+    remove_staging(out, tmp_path / "data" / "split")
+    assert not temp.exists() and not leftover_dir.exists()
+    assert user_file.read_text() == "mine"  # only staging names of these outputs go

@@ -73,3 +73,22 @@ def test_class_missing_from_one_split_is_named(tmp_path):
     (tmp_path / "test" / "shoes").rmdir()
     with pytest.raises(PipelineError, match="shoes missing from .*test"):
         scan_image_folder(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["train", "validation", "val", "test"])
+def test_a_class_named_like_a_split_folder_is_a_clear_error(tmp_path, name):
+    for label in ("bus", "car", name):
+        (tmp_path / label).mkdir()
+        (tmp_path / label / "photo.jpg").write_bytes(b"\xff\xd8")
+    with pytest.raises(PipelineError, match=rf"{name}/ holding images, not class folders beside class folders "
+                                            r"\(bus, car\): the names train, validation, val and test mark "
+                                            r"ready-made split folders; rename"):
+        scan_image_folder(tmp_path)
+
+
+def test_split_folders_holding_images_are_a_clear_error(tmp_path):
+    for label in ("train", "test"):
+        (tmp_path / label).mkdir()
+        (tmp_path / label / "photo.jpg").write_bytes(b"\xff\xd8")
+    with pytest.raises(PipelineError, match=r"test/, train/ holding images, not class folders"):
+        scan_image_folder(tmp_path)

@@ -48,3 +48,27 @@ def test_learning_rate_schedules_step_per_batch():
     cosine = learning_rate(TrainParams(lr_schedule="cosine", learning_rate=0.1, epochs=4), 10)
     assert float(cosine(0)) == pytest.approx(0.1) and float(cosine(40)) == pytest.approx(0.0, abs=1e-7)
     assert learning_rate(TrainParams(learning_rate=0.1), 10) == 0.1
+
+
+def test_imagenet_weights_that_cannot_be_fetched_are_one_clear_line(tmp_path):
+    """No network (a proxy on a closed port stands for it): the file Keras looks for, and weights: none."""
+    import socket
+    import subprocess
+    import sys
+
+    from tests.conftest import PROJECT
+    from tests.dvc_project import env
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        proxy = f"http://127.0.0.1:{s.getsockname()[1]}"
+    code = ("from imgclf.errors import run_stage; from imgclf.model import build_transfer; "
+            "from imgclf.params import TrainParams, TransferParams; "
+            "run_stage(lambda: build_transfer((32, 32, 3), 3, "
+            "TrainParams(model='transfer', transfer=TransferParams(backbone='mobilenet_v2'))))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env({
+        "PYTHONPATH": str(PROJECT), "KERAS_HOME": str(tmp_path), "HTTPS_PROXY": proxy, "https_proxy": proxy}))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5" in line
+    assert "~/.keras/models/" in line and "train.transfer.weights: none" in line

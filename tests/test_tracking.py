@@ -1,3 +1,11 @@
+import contextlib
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+
 import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
@@ -93,3 +101,91 @@ def test_find_run_does_not_mistake_a_store_error_for_a_missing_run(project, monk
     with pytest.raises(MlflowException, match="database is locked"):
         tracking.find_run("1" * 32, attempts=3)
     assert len(calls) == 3
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_an_unreachable_tracking_server_fails_fast_with_both_fixes(tmp_path):
+    """The train stage itself, as `dvc repro` runs it: one line, exit 2, well before 30 s, before training."""
+    from tests.conftest import PROJECT
+    from tests.dvc_project import env
+
+    (tmp_path / "params.yaml").write_text("train:\n  epochs: 1\n")
+    uri = f"http://127.0.0.1:{_closed_port()}"
+    subprocess.run([sys.executable, "-c", "from tests.conftest import write_tiny_split; write_tiny_split()"],
+                   cwd=tmp_path, env=env({"PYTHONPATH": str(PROJECT)}), check=True)
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "stages.train"], cwd=tmp_path, capture_output=True, text=True,
+                            env=env({"PYTHONPATH": str(PROJECT), "MLFLOW_TRACKING_URI": uri}), timeout=120)
+    assert time.monotonic() - started < 30
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert uri in line and "start it" in line and "unset MLFLOW_TRACKING_URI" in line
+    assert "Epoch" not in result.stdout and not (tmp_path / "models").exists()
+
+
+def test_a_fresh_store_is_created_safely_by_processes_started_at_once(tmp_path):
+    """Queue workers and multi-worker training open the store together; MLflow's migration must run once."""
+    from tests.conftest import PROJECT
+
+    code = "from imgclf import tracking; print(tracking.use_experiment('lesson'))"
+    for attempt in range(2):
+        root = tmp_path / str(attempt)
+        root.mkdir()
+        environment = {**os.environ, "DVC_ROOT": str(root), "PYTHONPATH": str(PROJECT)}
+        environment.pop("MLFLOW_TRACKING_URI", None)
+        procs = [subprocess.Popen([sys.executable, "-c", code], env=environment, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(4)]
+        outputs = [p.communicate(timeout=180) for p in procs]
+        assert [p.returncode for p in procs] == [0] * 4, [err[-2000:] for _, err in outputs]
+        assert len({out.strip() for out, _ in outputs}) == 1  # one experiment, found or created by all
+
+
+@pytest.mark.parametrize("cut", ["before the drop", "after the drop"])
+def test_a_migration_cut_short_is_repaired(project, cut):
+    experiment_id = tracking.use_experiment("lesson")
+    run_id = mlflow.start_run(experiment_id=experiment_id, tags={"kept": "yes"}).info.run_id
+    mlflow.end_run()
+    mlflow.set_tracking_uri(None)
+    with contextlib.closing(sqlite3.connect(project / "mlflow.db")) as con, con:
+        # what Alembic's batch migration leaves when killed: the copy of a table, with or without the table
+        con.execute("CREATE TABLE _alembic_tmp_tags AS SELECT * FROM tags")
+        if cut == "after the drop":
+            con.execute("DROP TABLE tags")
+    assert tracking.use_experiment("lesson") == experiment_id
+    assert mlflow.get_run(run_id).data.tags["kept"] == "yes"
+    with contextlib.closing(sqlite3.connect(project / "mlflow.db")) as con:
+        tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "tags" in tables and "_alembic_tmp_tags" not in tables
+
+
+def test_runs_of_killed_processes_are_closed_and_live_ones_kept(project):
+    experiment_id = tracking.use_experiment("lesson")
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    ids = {}
+    for name, owner in [("killed", f"{socket.gethostname()}:{gone.pid}:1"), ("live", tracking._this_process()),
+                        ("elsewhere", "another-machine:1:1"), ("resumed", f"{socket.gethostname()}:{gone.pid}:1")]:
+        with tracking.stage_run(experiment_id=experiment_id, run_name=name) as run:
+            ids[name] = run.info.run_id
+        client = MlflowClient()
+        client.set_tag(run.info.run_id, tracking.PROCESS_TAG, owner)
+        client.update_run(run.info.run_id, status="RUNNING")
+    assert tracking.close_stale_runs(experiment_id, keep=ids["resumed"]) == [ids["killed"]]
+    status = {name: mlflow.get_run(run_id).info.status for name, run_id in ids.items()}
+    assert status == {"killed": "KILLED", "live": "RUNNING", "elsewhere": "RUNNING", "resumed": "RUNNING"}
+
+
+def test_a_stage_run_ends_killed_on_ctrl_c_and_failed_on_an_error(project):
+    experiment_id = tracking.use_experiment("lesson")
+    ended = {}
+    for name, error in [("stopped", KeyboardInterrupt), ("broken", RuntimeError)]:
+        with pytest.raises(error), tracking.stage_run(experiment_id=experiment_id) as run:
+            ended[name] = run.info.run_id
+            raise error()
+    assert mlflow.get_run(ended["stopped"]).info.status == "KILLED"
+    assert mlflow.get_run(ended["broken"]).info.status == "FAILED"

@@ -225,6 +225,12 @@ def test_distribution_strategy_from_params(monkeypatch):
     assert describe_strategy(make_strategy("mirrored"))["distribute.strategy"] == "MirroredStrategy"
     with pytest.raises(PipelineError, match="TF_CONFIG"):
         make_strategy("multi_worker")
+    # several workers: one clear line before any work, not a crash on every worker
+    monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, '
+                                    '"task": {"type": "worker", "index": 0}}')
+    for mode in ("multi_worker", "auto"):
+        with pytest.raises(PipelineError, match="several workers\\) does not train yet"):
+            make_strategy(mode)
 
 
 def test_training_under_mirrored_strategy():
@@ -232,3 +238,60 @@ def test_training_under_mirrored_strategy():
     # one replica per local GPU; on a machine without one, a single CPU replica
     assert result.tags == {"distribute.strategy": "MirroredStrategy", "distribute.replicas": str(max(1, _local_gpus()))}
     assert result.summary["epochs_run"] == 1
+
+
+class _StopAfter(keras.callbacks.Callback):
+    """Interrupts fit at the end of an epoch, as a kill would, before that epoch's backup."""
+
+    def __init__(self, epochs: int) -> None:
+        super().__init__()
+        self.epochs = epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.epochs:
+            raise KeyboardInterrupt
+
+
+def test_an_interrupted_training_resumes_to_the_uninterrupted_result(tmp_path):
+    from imgclf.resume import Backup
+
+    callbacks = CallbackParams(early_stopping=EarlyStoppingParams(enabled=True, patience=3))
+    callbacks = dataclasses.replace(
+        callbacks, reduce_lr=dataclasses.replace(callbacks.reduce_lr, enabled=True, patience=1),
+        checkpoint=dataclasses.replace(callbacks.checkpoint, enabled=True))
+    # every source of randomness and per-epoch state: shuffle, augmentation, dropout, the callbacks'
+    params = TrainParams(hidden_units=(16,), epochs=5, batch_size=8, steps_per_execution=4, dropout=0.3,
+                         callbacks=callbacks, augmentation=AugmentationParams(rotation=20, zoom=0.1, contrast=0.2))
+    train, val = _data(learnable=False)
+
+    def fit(backup=None, resume=None, extra=None):
+        make_deterministic(5)
+        return train_network(train, val, 3, params, 5, extra, backup=backup, resume=resume)
+
+    whole = fit()
+    backup = Backup(tmp_path / "backup", "key")
+    with pytest.raises(KeyboardInterrupt):
+        fit(backup, extra=[_StopAfter(3)])  # placed before the backup: epochs 1-2 are saved, not 3
+    state = backup.load()
+    assert state["epoch"] == 2 and len(state["rows"]) == 2
+    assert Backup(tmp_path / "backup", "other key").load() is None  # a backup of another run is never used
+
+    resumed = fit(backup, state)
+    assert resumed.rows == whole.rows and resumed.summary == whole.summary
+    for mine, theirs in zip(resumed.model.get_weights(), whole.model.get_weights()):
+        np.testing.assert_array_equal(mine, theirs)
+    # only the epochs after the backup were trained again (early stopping ended both at the same epoch)
+    assert len(whole.rows) < params.epochs and resumed.samples_seen == len(train[1]) * (len(whole.rows) - 2)
+
+
+def test_each_epoch_draws_from_its_own_stream():
+    from imgclf.callbacks import EpochRandomness
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dropout(0.5), keras.layers.Dense(2)])
+    epoch = keras.Variable(0, dtype="int64", trainable=False)
+    randomness = EpochRandomness(epoch)
+    randomness.set_model(model)
+    (state,) = [v for v in model.non_trainable_variables if v.path.endswith("seed_generator_state")]
+    seed = int(state.numpy()[0])
+    randomness.on_epoch_begin(3)
+    assert int(epoch.numpy()) == 3 and state.numpy().tolist() == [seed, 3 << 32]
