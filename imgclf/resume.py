@@ -34,12 +34,15 @@ _CALLBACK_STATE = {
 }
 
 
-def run_key(params: dict, data_files: list[Path], code_files: list[Path]) -> str:
-    """A digest of everything that determines a training: params, the data's and code's md5s, framework versions."""
+def run_key(params: dict, data_files: list[Path], code_files: list[Path], code_root: Path) -> str:
+    """A digest of everything that determines a training: params, the data's and code's md5s, framework versions.
+
+    Code files are named relative to `code_root`, so a `dvc exp run --temp` copy gets the same key.
+    """
     content = {
         "params": params,
         "data": {str(p): file_md5(p) for p in sorted(data_files)},
-        "code": {str(p): file_md5(p) for p in sorted(code_files)},
+        "code": {p.relative_to(code_root).as_posix(): file_md5(p) for p in sorted(code_files)},
         "keras": keras.__version__,
     }
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()

@@ -107,8 +107,9 @@ def _backup(params) -> tuple[Backup | None, dict | None]:
         return None, None
     data = [*layout.part_files(layout.SPLIT_DIR, "train"), *layout.part_files(layout.SPLIT_DIR, "val"),
             layout.meta_file(layout.SPLIT_DIR)]
-    code = [Path("stages/train.py"), *sorted(Path("imgclf").glob("*.py"))]  # relative: the same in a --temp copy
-    backup = Backup.of(tracking.project_root(), run_key(flatten(params), data, code))
+    source = Path(__file__).resolve().parents[1]  # the project's code, wherever the stage runs from
+    code = [source / "stages" / "train.py", *sorted((source / "imgclf").glob("*.py"))]
+    backup = Backup.of(tracking.project_root(), run_key(flatten(params), data, code, source))
     return backup, backup.load()
 
 
