@@ -15,23 +15,23 @@ IN_MEMORY_BYTES = 2 * 1024**3
 
 def make_dataset(data: Arrays, batch_size: int, n_classes: int, labels: str,
                  shuffle_seed: int | None = None, augment: keras.Sequential | None = None,
-                 epoch: tf.Variable | None = None) -> tf.data.Dataset:
+                 epoch: tf.Variable | int = 0) -> tf.data.Dataset:
     """Batches for fit; only the training set is shuffled and augmented.
 
     What is shuffled is row numbers (8 bytes each), not images: the split is held once, in
     memory or on disk, and each batch gathers its rows from it. The order of an epoch is a
-    function of (shuffle_seed, epoch) alone, `epoch` being read when the epoch's iteration starts
-    (EpochRandomness sets it): a resumed training sees the batches an uninterrupted one would.
+    function of (shuffle_seed, epoch) alone: `epoch` is a number, or a variable read when each
+    iteration starts (EpochRandomness sets it per epoch), so a resumed training sees the batches an
+    uninterrupted one would.
     """
     x, y = data
     n = len(y)
     if shuffle_seed is None:
         ds = tf.data.Dataset.range(n)
     else:
-        epoch = epoch if epoch is not None else tf.Variable(0, dtype=tf.int64, trainable=False)
         ds = tf.data.Dataset.range(1).flat_map(lambda _: tf.data.Dataset.from_tensor_slices(
-            tf.random.experimental.stateless_shuffle(
-                tf.range(n, dtype=tf.int64), seed=tf.stack([tf.constant(shuffle_seed, tf.int64), epoch.read_value()]))))
+            tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=tf.stack(
+                [tf.constant(shuffle_seed, tf.int64), tf.convert_to_tensor(epoch, tf.int64)]))))
         ds = ds.apply(tf.data.experimental.assert_cardinality(n))
     ds = ds.batch(batch_size)
     if x.nbytes <= IN_MEMORY_BYTES:

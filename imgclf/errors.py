@@ -32,6 +32,6 @@ def run_stage(main: Callable[[], None]) -> None:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt as exc:
-        name = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
+        name, signum = ("SIGTERM", signal.SIGTERM) if isinstance(exc, Terminated) else ("Ctrl-C", signal.SIGINT)
         print(f"stopped by {name}", file=sys.stderr)
-        sys.exit(128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT))
+        sys.exit(128 + signum)

@@ -32,6 +32,11 @@ class TrainResult:
     fit_seconds: float = 0.0  # wall time of fit (validation included): timing, kept out of the metrics files
     samples_seen: int = 0  # training samples over all epochs run
 
+    @property
+    def samples_per_second(self) -> float | None:
+        """Fit throughput of this process (None when it fitted nothing: logreg, or a resume past the last epoch)."""
+        return self.samples_seen / self.fit_seconds if self.fit_seconds else None
+
 
 def make_deterministic(seed: int) -> None:
     """Seed Python, NumPy and TensorFlow and make TF ops deterministic (same params, same metrics on CPU)."""

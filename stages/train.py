@@ -65,8 +65,8 @@ def main() -> None:
                                    pixel_scale, backup=backup, resume=state,
                                    backup_extra={"mlflow_run_id": run.info.run_id})
             # A timing, not a result: in MLflow only, so metrics/train.json stays the same on every run.
-            if result.fit_seconds:
-                mlflow.log_metric("fit_samples_per_second", result.samples_seen / result.fit_seconds)
+            if result.samples_per_second is not None:
+                mlflow.log_metric("fit_samples_per_second", result.samples_per_second)
         named_weights = {class_names[c]: w for c, w in weights.items()} if weights else None
         # One name per quantity: metrics/train.json's final_learning_rate stays final_learning_rate.
         mlflow.log_metrics({k if k.startswith("final_") else f"final_{k}": float(v) for k, v in result.summary.items()})
@@ -95,9 +95,9 @@ def main() -> None:
         })
     if backup is not None:
         backup.remove()  # the stage completed: its outputs are the result now
-    if result.fit_seconds:
+    if result.samples_per_second is not None:
         print(f"train: fit {result.samples_seen} samples in {result.fit_seconds:.2f} s "
-              f"({result.samples_seen / result.fit_seconds:.0f} samples/s)")
+              f"({result.samples_per_second:.0f} samples/s)")
     print(f"train: {result.summary} {result.tags} (MLflow run {run.info.run_id})")
 
 
