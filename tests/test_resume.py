@@ -62,8 +62,10 @@ def repro_until_epoch_ends(repo: Path) -> tuple[subprocess.Popen, psutil.Process
     if not second_epoch.wait(timeout=300):
         proc.kill()
         pytest.fail("the train stage never started its second epoch:\n" + "".join(lines))
+    # The Python process itself: where /bin/sh does not exec its command (dash), DVC's shell is
+    # its parent, and a signal to that shell would leave the training running.
     stage = next(p for p in psutil.Process(proc.pid).children(recursive=True)
-                 if "stages.train" in " ".join(p.cmdline()))
+                 if p.cmdline()[1:3] == ["-m", "stages.train"])
     return proc, stage, lines
 
 
