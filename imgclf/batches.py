@@ -44,8 +44,12 @@ def make_dataset(data: Arrays, batch_size: int, n_classes: int, labels: str,
                     num_parallel_calls=tf.data.AUTOTUNE)
     if labels == "one_hot":
         ds = ds.map(lambda images, target: (images, tf.one_hot(target, n_classes)))
+    # In a multi-worker training each worker takes its share of every batch (the rows come from
+    # one array, not from files to divide); a single process ignores this.
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     # Prefetching overlaps preparing the next batch with training on this one.
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
 def _read_rows(x: np.ndarray, y: np.ndarray, rows: tf.Tensor):

@@ -2,36 +2,69 @@
 
 from __future__ import annotations
 
-import json
-import os
-
 import tensorflow as tf
 
-from imgclf.errors import PipelineError
+from imgclf.cluster import Cluster
 
 
 def make_strategy(mode: str) -> tf.distribute.Strategy:
     """TensorFlow's distribution strategy for train.distribute (auto: what the machine offers)."""
-    multi_worker = "TF_CONFIG" in os.environ
-    if mode == "multi_worker" and not multi_worker:
-        raise PipelineError("train.distribute = multi_worker needs TF_CONFIG (the cluster and this worker's task) "
-                            "in the environment; set it on every worker, or use train.distribute: auto")
-    if mode == "multi_worker" or (mode == "auto" and multi_worker):
-        cluster = json.loads(os.environ["TF_CONFIG"]).get("cluster", {})
-        if sum(len(tasks) for tasks in cluster.values()) > 1:
-            # Keras 3.15's fit crashes on every worker ("... unsupported type (PerReplica) to a Tensor"):
-            # say so before any work rather than fail each worker with a traceback.
-            raise PipelineError(
-                "train.distribute = multi_worker (TF_CONFIG names several workers) does not train yet: Keras's fit "
-                "fails on the workers' batches; train on one machine (unset TF_CONFIG, or train.distribute: none)")
+    if Cluster.from_env(mode).workers > 1 or mode == "multi_worker":
+        _fix_keras_multi_worker()
         return tf.distribute.MultiWorkerMirroredStrategy()
     if mode == "mirrored" or (mode == "auto" and len(tf.config.list_logical_devices("GPU")) > 1):
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()  # the default: one device
 
 
+def _fix_keras_multi_worker() -> None:
+    """Two Keras 3 bugs that stop fit on every worker of a MultiWorkerMirroredStrategy (keras#20585).
+
+    - Before the first step fit averages a batch over the workers, to build the model and compile's
+      metrics symbolically from its shapes; that fails on a tuple of per-replica tensors
+      ("unsupported type (PerReplica) to a Tensor"). This worker's own part of the batch has the
+      same shapes, so the build uses it.
+    - Each step's logs are scalars, reduced with axis=0 ("Invalid reduction dimension 0 for input
+      with 0 dimensions"): a scalar is averaged over the workers with axis=None.
+    Both patches act only under that strategy; a Keras whose internals moved fails here, loudly.
+    """
+    from keras.src import tree
+    from keras.src.backend.tensorflow import trainer
+
+    if getattr(trainer, "_imgclf_fixed", False):
+        return
+    reduce_per_replica, symbolic_build = trainer.reduce_per_replica, trainer.TensorFlowTrainer._maybe_symbolic_build
+
+    def multi_worker(strategy) -> bool:
+        return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+    def reduce_fixed(values, strategy, reduction):
+        if reduction in ("auto", "mean") and multi_worker(strategy):
+            def mean(v):
+                rank = strategy.experimental_local_results(v)[0].shape.rank
+                return strategy.reduce("MEAN", v, axis=0 if rank else None)
+            return tree.map_structure(mean, values)
+        return reduce_per_replica(values, strategy, reduction)
+
+    def symbolic_build_fixed(self, iterator=None, data_batch=None):
+        strategy = self._distribute_strategy
+        if iterator is None or not multi_worker(strategy):
+            return symbolic_build(self, iterator=iterator, data_batch=data_batch)
+        for _, _, batches in iterator:
+            local = tree.map_structure(lambda v: strategy.experimental_local_results(v)[0], next(batches))
+            break
+        with strategy.scope():
+            self._symbolic_build(data_batch=local)
+
+    trainer.reduce_per_replica = reduce_fixed
+    trainer.TensorFlowTrainer._maybe_symbolic_build = symbolic_build_fixed
+    trainer._imgclf_fixed = True
+
+
 def describe_strategy(strategy: tf.distribute.Strategy) -> dict[str, str]:
-    name = type(strategy).__name__.lstrip("_")
+    # TensorFlow's class for MultiWorkerMirroredStrategy is named CollectiveAllReduceStrategy.
+    name = "MultiWorkerMirroredStrategy" if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) \
+        else type(strategy).__name__.lstrip("_")
     return {"distribute.strategy": "none" if name.startswith("Default") else name,
             "distribute.replicas": str(strategy.num_replicas_in_sync)}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import tempfile
 import time
@@ -73,6 +74,10 @@ def train_network(train: Arrays, val: Arrays, n_classes: int, params: TrainParam
     batch_size = resolve_batch_size(params.batch_size, len(train[1]))
     steps = math.ceil(len(train[1]) / batch_size)
     strategy = make_strategy(params.distribute)
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        # Keras's multi-step loop fails on distributed iterators ("You must feed a value for
+        # placeholder tensor"); one batch per call gives the same steps, with the per-batch overhead.
+        params = dataclasses.replace(params, steps_per_execution=1)
     with strategy.scope():  # variables are created once per replica; batch_size is the global batch
         model = compile_model(build_model(train[0].shape[1:], n_classes, params, pixel_scale), params, steps)
     augment = build_augmentation(params.augmentation, seed, 1 / pixel_scale)
@@ -103,6 +108,8 @@ def train_network(train: Arrays, val: Arrays, n_classes: int, params: TrainParam
     fitted = history_rows(history.history, initial_epoch) if history.history else []
     rows = prior_rows + fitted
     val_loss, val_accuracy = model.evaluate(val_ds, verbose=0)
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        model = _detached(model, params, steps)
     return TrainResult(model, rows, tags=describe_strategy(strategy), fit_seconds=fit_seconds,
                        samples_seen=len(train[1]) * len(fitted), summary={
         "epochs_run": len(rows),
@@ -114,6 +121,13 @@ def train_network(train: Arrays, val: Arrays, n_classes: int, params: TrainParam
         "val_loss": round(float(val_loss), 6),
         "val_accuracy": round(float(val_accuracy), 6),
     })
+
+
+def _detached(model: keras.Model, params: TrainParams, steps: int) -> keras.Model:
+    """The trained network outside its multi-worker strategy: predicting and saving it need no other worker."""
+    plain = keras.models.clone_model(model)
+    plain.set_weights(model.get_weights())
+    return compile_model(plain, params, steps)
 
 
 def _monitor(cb: CallbackParams) -> str:

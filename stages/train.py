@@ -20,6 +20,7 @@ from imgclf.artifacts import (
 )
 from imgclf.augmentation import augmentation_preview
 from imgclf.callbacks import EpochMetricsLogger
+from imgclf.cluster import Cluster
 from imgclf.devices import describe_device
 from imgclf.errors import run_stage
 from imgclf.history import rows_to_csv
@@ -33,12 +34,15 @@ PREVIEW_IMAGES = 6
 
 
 def main() -> None:
-    remove_staging(*layout.OUTPUTS["train"])
     params = load_params(layout.PARAMS)
+    cluster = Cluster.from_env(params.train.distribute)
+    if not cluster.chief:
+        return _train_as_worker(params, cluster)
+    remove_staging(*layout.OUTPUTS["train"])
     train, val = read_part(layout.SPLIT_DIR, "train"), read_part(layout.SPLIT_DIR, "val")
     meta = read_json(layout.meta_file(layout.SPLIT_DIR))
     class_names, pixel_scale = meta["class_names"], meta["pixel_scale"]
-    backup, state = _backup(params)
+    backup, state = _backup(params, cluster)
     experiment_id = tracking.use_experiment(params.mlflow.experiment_name)
     run_id = state and state.get("mlflow_run_id")
     if run_id and tracking.find_run(run_id) is None:
@@ -101,9 +105,22 @@ def main() -> None:
     print(f"train: {result.summary} {result.tags} (MLflow run {run.info.run_id})")
 
 
-def _backup(params) -> tuple[Backup | None, dict | None]:
-    """This training's backup (keyed by params, data and code) and its saved state, if any; none for logreg."""
-    if params.train.model == "logreg":
+def _train_as_worker(params, cluster: Cluster) -> None:
+    """A worker other than the chief: trains its share of each batch; the run and the outputs are the chief's."""
+    if params.train.model != "logreg":  # scikit-learn fits in the chief's process alone
+        meta = read_json(layout.meta_file(layout.SPLIT_DIR))
+        make_deterministic(params.seed)
+        train_network(read_part(layout.SPLIT_DIR, "train"), read_part(layout.SPLIT_DIR, "val"),
+                      len(meta["class_names"]), params.train, params.seed, pixel_scale=meta["pixel_scale"])
+    print(f"train: worker of {cluster.workers} done; the chief tracks the run and writes the outputs")
+
+
+def _backup(params, cluster: Cluster) -> tuple[Backup | None, dict | None]:
+    """This training's backup (keyed by params, data and code) and its saved state, if any.
+
+    None for logreg, and in a cluster: a resume there would need every worker to restore it.
+    """
+    if params.train.model == "logreg" or cluster.workers > 1:
         return None, None
     data = [*layout.part_files(layout.SPLIT_DIR, "train"), *layout.part_files(layout.SPLIT_DIR, "val"),
             layout.meta_file(layout.SPLIT_DIR)]

@@ -1,6 +1,7 @@
 """Training options on small generated data: batch modes, callbacks, labels, augmentation, class weights."""
 
 import dataclasses
+import json
 
 import keras
 import numpy as np
@@ -225,12 +226,40 @@ def test_distribution_strategy_from_params(monkeypatch):
     assert describe_strategy(make_strategy("mirrored"))["distribute.strategy"] == "MirroredStrategy"
     with pytest.raises(PipelineError, match="TF_CONFIG"):
         make_strategy("multi_worker")
-    # several workers: one clear line before any work, not a crash on every worker
-    monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, '
-                                    '"task": {"type": "worker", "index": 0}}')
+
+
+@pytest.mark.parametrize(("cluster", "task", "chief"), [
+    ({"worker": ["a:1", "b:1"]}, {"type": "worker", "index": 0}, True),
+    ({"worker": ["a:1", "b:1"]}, {"type": "worker", "index": 1}, False),
+    ({"chief": ["c:1"], "worker": ["a:1"]}, {"type": "chief", "index": 0}, True),
+    ({"chief": ["c:1"], "worker": ["a:1"]}, {"type": "worker", "index": 0}, False),
+])
+def test_cluster_role_from_tf_config(monkeypatch, cluster, task, chief):
+    from imgclf.cluster import Cluster
+
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": task}))
     for mode in ("multi_worker", "auto"):
-        with pytest.raises(PipelineError, match="several workers\\) does not train yet"):
-            make_strategy(mode)
+        assert Cluster.from_env(mode) == Cluster(workers=2, chief=chief)
+    # told to train alone, every process is its own chief
+    for mode in ("none", "mirrored"):
+        assert Cluster.from_env(mode) == Cluster(workers=1, chief=True)
+
+
+def test_cluster_errors_name_the_fix(monkeypatch):
+    from imgclf.cluster import Cluster
+    from imgclf.errors import PipelineError
+
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    assert Cluster.from_env("auto") == Cluster()
+    with pytest.raises(PipelineError, match="needs TF_CONFIG"):
+        Cluster.from_env("multi_worker")
+    monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["a:1"]}}')
+    with pytest.raises(PipelineError, match="TF_CONFIG is not a cluster and task .*set it to"):
+        Cluster.from_env("auto")
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1"], "ps": ["p:1"]},
+                                                "task": {"type": "ps", "index": 0}}))
+    with pytest.raises(PipelineError, match="task type 'ps'"):
+        Cluster.from_env("multi_worker")
 
 
 def test_training_under_mirrored_strategy():
