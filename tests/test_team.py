@@ -75,7 +75,20 @@ def mlflow_server(tmp_path):
     log.close()
 
 
-def test_queued_experiments_run_two_at_a_time(repo):
+@pytest.fixture
+def fresh_clone(tmp_path):
+    """A clone as a team member has it: the data stages committed, no MLflow store yet."""
+    repo = make_project(tmp_path, {"train.epochs": 3, "train.hidden_units": [32]})
+    dvc(repo, "repro", "split")
+    commit(repo, "data stages")
+    assert not (repo / "mlflow.db").exists()
+    yield repo
+    dvc(repo, "queue", "stop", "--kill", check=False)
+
+
+def test_queued_experiments_run_two_at_a_time(fresh_clone):
+    # The first two start together and both create the MLflow store: none may be lost to it.
+    repo = fresh_clone
     names = [f"queued-{lr}" for lr in ("0.002", "0.003", "0.004")]
     for name in names:
         dvc(repo, "exp", "run", "--queue", "-n", name, "-S", f"train.learning_rate={name.split('-')[1]}")
@@ -100,6 +113,7 @@ def test_queued_experiments_run_two_at_a_time(repo):
         assert scored.info.status == "FINISHED"
         assert scored.data.metrics["test_accuracy"] == pytest.approx(accuracy)
         assert tagged[0].data.params["train.learning_rate"] == name.split("-")[1]
+    assert not [r for r in runs if r.info.status == "RUNNING"]
 
 
 def test_runs_go_to_the_server_named_by_mlflow_tracking_uri(repo, mlflow_server):
