@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -22,8 +23,9 @@ class BadImageError(PipelineError):
 PIXEL_SCALE = 1 / 255
 
 
-def load_image(path: str | Path, size: tuple[int, int], channels: int) -> np.ndarray:
-    """Read an image as H x W x C uint8: EXIF orientation applied, alpha on white, resized.
+def load_image(path: str | Path | BinaryIO, size: tuple[int, int], channels: int) -> np.ndarray:
+    """Read an image (a file, or its bytes in a file object) as H x W x C uint8: EXIF orientation applied,
+    alpha on white, resized.
 
     A JPEG is decoded at 1/2, 1/4 or 1/8 of its size when that is still at least the target
     size (the decoder skips detail the resize would discard anyway, 2-3x faster).
@@ -41,7 +43,8 @@ def load_image(path: str | Path, size: tuple[int, int], channels: int) -> np.nda
     except FileNotFoundError:
         raise BadImageError(f"image {path} does not exist") from None
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError, SyntaxError) as exc:
-        raise BadImageError(f"cannot read {path} as an image ({exc})") from None
+        name = getattr(path, "name", path)  # a file object's name says which of many it is
+        raise BadImageError(f"cannot read {name} as an image ({exc})") from None
     return pixels[..., np.newaxis] if channels == 1 else pixels
 
 

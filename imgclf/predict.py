@@ -20,17 +20,22 @@ def top_classes(probs: np.ndarray, class_names: list[str], k: int) -> list[tuple
     return [(class_names[i], float(probs[i])) for i in order]
 
 
-def predict_files(model, info: dict, paths: list[str], k: int) -> dict[str, list[tuple[str, float]]]:
-    """Top-k classes for each image file, prepared exactly as the training images were."""
+def prepare_batch(info: dict, images: list) -> np.ndarray:
+    """Image files (paths or file objects) as the model's input, converted exactly as the training images were."""
     height, width, channels = info["input_shape"]
     if "pixel_scale" not in info:
         raise PipelineError("this model was trained on pixels scaled to [0, 1] by an older version of the pipeline; "
                             "models now take pixels as stored (8-bit): retrain it with dvc repro --force train")
-    batch = np.stack([load_image(p, (height, width), channels) for p in paths])
+    batch = np.stack([load_image(p, (height, width), channels) for p in images])
     if info["pixel_scale"] != PIXEL_SCALE:
         # A model of other stored pixels (digits: 0..16) gets the file's 0..255 on its own scale.
         batch = batch.astype(np.float32) * np.float32(PIXEL_SCALE / info["pixel_scale"])
-    probs = model.predict(batch, verbose=0)
+    return batch
+
+
+def predict_files(model, info: dict, paths: list[str], k: int) -> dict[str, list[tuple[str, float]]]:
+    """Top-k classes for each image file, prepared exactly as the training images were."""
+    probs = model.predict(prepare_batch(info, paths), verbose=0)
     return {path: top_classes(row, info["class_names"], k) for path, row in zip(paths, probs)}
 
 

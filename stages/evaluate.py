@@ -22,6 +22,8 @@ from imgclf.errors import run_stage
 from imgclf.metrics import confident_mistakes, confusion, confusion_records, per_class_report, summary_metrics
 from imgclf.model import predict_proba
 from imgclf.plots import confusion_figure, image_grid_figure, prediction_captions
+from imgclf.registry import promote_champion
+from imgclf.run_page import DESCRIPTION_TAG, description
 
 MISTAKES_SHOWN = 25
 
@@ -52,6 +54,16 @@ def main() -> None:
             mlflow.log_dict({"labels": class_names, "matrix": matrix.tolist()}, "evaluation/confusion_matrix.json")
             for path, png in figures.items():
                 tracking.log_bytes(png, f"evaluation/{path.name}")
+            # The model's run page tells its whole story: training, test metrics, confusion matrix.
+            trained = mlflow.get_run(info["mlflow_run_id"]).data.metrics
+            headline = {**{k: trained[f"final_{k}"] for k in ("val_loss", "val_accuracy") if f"final_{k}" in trained},
+                        **{f"test_{k}": v for k, v in summary.items()}}
+            mlflow.MlflowClient().set_tag(info["mlflow_run_id"], DESCRIPTION_TAG, description(
+                info["dataset"], info["model"], headline, info.get("data_hint", ""), class_names, matrix))
+            if info.get("registered_version") and promote_champion(
+                    info["registered_model"], info["registered_version"], summary["accuracy"]):
+                print(f"evaluate: {info['registered_model']} version {info['registered_version']} is the champion "
+                      f"(test accuracy {summary['accuracy']})")
         # Outputs last and together, inside the run: when anything fails, the run is marked FAILED.
         write_together({
             layout.EVAL_METRICS: json_writer(summary),

@@ -1,5 +1,7 @@
 """Stage train: fit the model on data/split, track the run in MLflow, then write the model and its records."""
 
+import os
+from importlib.metadata import version
 from pathlib import Path
 
 import mlflow
@@ -8,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 from mlflow.models import infer_signature
 
-from imgclf import layout, tracking
+from imgclf import layout, lineage, tracking
 from imgclf.artifacts import (
     figure_writer,
     json_writer,
@@ -28,6 +30,8 @@ from imgclf.logreg import train_logreg
 from imgclf.params import flatten, load_params
 from imgclf.plots import augmentation_figure
 from imgclf.resume import Backup, run_key
+from imgclf.run_page import DESCRIPTION_TAG, description, run_name
+from imgclf.serving import log_photo_model
 from imgclf.training import class_weights, make_deterministic, train_network
 
 PREVIEW_IMAGES = 6
@@ -52,9 +56,17 @@ def main() -> None:
         print(f"train: resuming from epoch {state['epoch']} of {params.train.epochs} "
               f"(the backup of an interrupted training with the same params, data and code)")
     tags = tracking.run_tags(params.data.dataset, describe_device(), tf.__version__)
-    new_run = {} if run_id else {"run_name": tags.get("dvc.exp_name"), "tags": tags}
-    with tracking.stage_run(run_id, experiment_id=experiment_id, **new_run) as run:
+    dirty, version = lineage.workspace_dirty(tracking.project_root()), lineage.data_version()
+    tags |= {"git.dirty": str(dirty).lower(), **({"dvc.data_version": version} if version else {})}
+    name = run_name(params.data.dataset, params.train.model, tags["mlflow.source.git.commit"], tags.get("dvc.exp_name"))
+    new_run = {} if run_id else {"run_name": name, "tags": tags}
+    source = params.data.path if params.data.dataset == "image_folder" else params.data.dataset
+    if not os.environ.get("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL"):
+        mlflow.set_system_metrics_sampling_interval(2)  # seconds: MLflow's 10 would miss most of a lesson's run
+    with tracking.stage_run(run_id, experiment_id=experiment_id, log_system_metrics=True, **new_run) as run:
         mlflow.log_params(flatten(params))
+        for part, arrays in (("train", train), ("val", val), ("test", read_part(layout.SPLIT_DIR, "test"))):
+            lineage.log_part(part, arrays, source)
         if state and not run_id:
             for row in state["rows"]:
                 mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"] - 1)
@@ -77,17 +89,25 @@ def main() -> None:
         mlflow.set_tags(result.tags)
         if named_weights:
             mlflow.log_dict(named_weights, "class_weights.json")
+        # The raw network, for whoever needs it, and the model a shop serves: photos in, classes out.
         sample = np.asarray(train[0][:4])
-        logged = mlflow.keras.log_model(result.model, name="model", pip_requirements=[f"tensorflow=={tf.__version__}"],
-                                        signature=infer_signature(sample, result.model.predict(sample, verbose=0)),
-                                        registered_model_name=params.mlflow.register_model)
+        mlflow.keras.log_model(result.model, name="network", pip_requirements=_requirements("tensorflow"),
+                               signature=infer_signature(sample, result.model.predict(sample, verbose=0)))
+        logged = log_photo_model(result.model, {"class_names": class_names, "input_shape": list(train[0].shape[1:]),
+                                                "pixel_scale": pixel_scale}, train[0][0],
+                                 _requirements("tensorflow", "pillow", "pandas", "mlflow"),
+                                 registered_model_name=params.mlflow.register_model)
         preview = augmentation_figure(
             augmentation_preview(np.asarray(train[0][:PREVIEW_IMAGES]), params.train.augmentation, params.seed,
                                  pixel_scale))
+        data_hint = lineage.checkout_hint(tags["mlflow.source.git.commit"], dirty, version)
+        mlflow.set_tag(DESCRIPTION_TAG, description(params.data.dataset, params.train.model, result.summary, data_hint))
         info = {"dataset": params.data.dataset, "model": params.train.model, "class_names": class_names,
                 "input_shape": list(train[0].shape[1:]), "input_dtype": str(train[0].dtype),
                 "pixel_scale": pixel_scale, "class_weights": named_weights,
-                "mlflow_run_id": run.info.run_id, "mlflow_model_id": logged.model_id}
+                "mlflow_run_id": run.info.run_id, "mlflow_model_id": logged.model_id,
+                "registered_model": params.mlflow.register_model, "registered_version": logged.registered_model_version,
+                "data_hint": data_hint}
         # Outputs last and together: when training or tracking fails, the run is marked FAILED
         # and none of the stage's files is replaced.
         write_together({
@@ -103,6 +123,11 @@ def main() -> None:
         print(f"train: fit {result.samples_seen} samples in {result.fit_seconds:.2f} s "
               f"({result.samples_per_second:.0f} samples/s)")
     print(f"train: {result.summary} {result.tags} (MLflow run {run.info.run_id})")
+
+
+def _requirements(*packages: str) -> list[str]:
+    """Pins of the installed packages a logged model needs to load."""
+    return [f"{name}=={version(name)}" for name in packages]
 
 
 def _train_as_worker(params, cluster: Cluster) -> None:

@@ -138,3 +138,5 @@ def test_runs_go_to_the_server_named_by_mlflow_tracking_uri(repo, mlflow_server)
     assert {"evaluation/confusion_matrix.png", "evaluation/classification_report.json"} <= {f["path"] for f in files}
     model = _get(f"{api}/registered-models/get?name=digits-classifier")["registered_model"]
     assert model["latest_versions"][0]["run_id"] == run_id
+    # the first evaluated version of a model is its champion, on the server too
+    assert model["aliases"] == [{"alias": "champion", "version": model["latest_versions"][0]["version"]}]

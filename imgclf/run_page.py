@@ -1,0 +1,26 @@
+"""What a training run's page in the MLflow UI says: its name and its description (Markdown, on the overview)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+DESCRIPTION_TAG = "mlflow.note.content"  # the tag MLflow shows as a run's description
+
+
+def run_name(dataset: str, model: str, commit: str, exp_name: str | None) -> str:
+    """DVC's experiment name when it gives one, else dataset, model and short commit."""
+    return exp_name or f"{dataset}-{model}-{commit[:7]}"
+
+
+def description(dataset: str, model: str, metrics: dict[str, float], data_hint: str,
+                class_names: list[str] | None = None, matrix: np.ndarray | None = None) -> str:
+    """The run's story in Markdown: what was trained on what, its headline metrics, how to get its data back."""
+    lines = [f"**{model}** on **{dataset}**", "",
+             pd.DataFrame([metrics]).to_markdown(index=False, floatfmt=".4f"), "",
+             f"Data: {data_hint}"]
+    if matrix is not None:
+        table = pd.DataFrame(matrix, index=[f"true {c}" for c in class_names], columns=class_names)
+        lines += ["", "Confusion matrix on the test set (rows: true class, columns: predicted):", "",
+                  table.to_markdown()]
+    return "\n".join(lines) + "\n"

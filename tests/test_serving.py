@@ -1,0 +1,167 @@
+"""The web shop's model: `mlflow models serve` on the champion answers photos as `imgclf.predict` does."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import make_photo_tree, photo
+from tests.dvc_project import dvc, env, make_project
+
+pytestmark = pytest.mark.slow
+
+MODEL = "shop-classifier"
+PARAMS = {"data.dataset": "image_folder", "data.image_size": [32, 32], "train.model": "cnn", "train.epochs": 4,
+          "train.learning_rate": 0.005, "train.cnn.filters": [8], "train.cnn.dense_units": [16],
+          "mlflow.register_model": MODEL}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The registered champion served by MLflow on 127.0.0.1, from a folder outside the project."""
+    tmp_path = tmp_path_factory.mktemp("serving")
+    make_photo_tree(tmp_path / "photos")
+    (tmp_path / "shop").mkdir()
+    repo = make_project(tmp_path / "shop", {**PARAMS, "data.path": str(tmp_path / "photos")})
+    out = dvc(repo, "repro").stdout
+    assert f"{MODEL} version 1 is the champion" in out, out
+    port = _free_port()
+    (tmp_path / "elsewhere").mkdir()
+    log = open(tmp_path / "serve.log", "wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{MODEL}@champion",
+         "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=tmp_path / "elsewhere", stdout=log, stderr=subprocess.STDOUT,
+        env=env({"MLFLOW_TRACKING_URI": f"sqlite:///{repo / 'mlflow.db'}"}))
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/ping", timeout=5) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail("mlflow models serve did not start:\n" + (tmp_path / "serve.log").read_text()[-3000:])
+        time.sleep(1)
+    yield repo, url
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    log.close()
+
+
+def _post(url: str, body: dict) -> dict:
+    request = urllib.request.Request(f"{url}/invocations", data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())
+
+
+def test_the_served_champion_takes_photos_as_predict_does(server, tmp_path):
+    repo, url = server
+    rng = np.random.default_rng(7)
+    # What a shop's customers upload: a JPEG and a PNG of other sizes and modes than the training photos.
+    uploads = [tmp_path / "upload.jpg", tmp_path / "upload.png"]
+    photo((40, 60, 200), (120, 77), "RGB", rng).save(uploads[0], "JPEG", quality=85)
+    photo((200, 40, 40), (53, 140), "LA", rng).save(uploads[1], "PNG")
+    encoded = [base64.b64encode(p.read_bytes()).decode("ascii") for p in uploads]
+    answer = _post(url, {"dataframe_split": {"columns": ["image"], "data": [[e] for e in encoded]},
+                         "params": {"top_k": 2}})["predictions"]
+
+    from imgclf.predict import main as predict_main
+
+    predict_main([str(p) for p in uploads] + ["--model", str(repo / "models/model.keras"), "--top", "2",
+                                               "--json", str(tmp_path / "predicted.json")])
+    expected = json.loads((tmp_path / "predicted.json").read_text())
+    assert len(answer) == 2
+    for row, path in zip(answer, uploads):
+        ranked = expected[str(path)]
+        assert row["class"] == ranked[0]["class"]
+        assert row["probability"] == pytest.approx(ranked[0]["probability"], abs=1e-6)
+        assert [r["class"] for r in row["top_k"]] == [r["class"] for r in ranked]
+        assert [r["probability"] for r in row["top_k"]] == pytest.approx([r["probability"] for r in ranked], abs=1e-6)
+
+    # A request that is not a photo gets the server's error, naming the row.
+    request = urllib.request.Request(f"{url}/invocations", method="POST", headers={"Content-Type": "application/json"},
+                                     data=json.dumps({"dataframe_split": {"columns": ["image"],
+                                                                          "data": [[encoded[0]], ["bm90IGEgcGhvdG8="]]}
+                                                      }).encode())
+    with pytest.raises(urllib.error.HTTPError) as failed:
+        urllib.request.urlopen(request, timeout=60)
+    assert "row 1" in failed.value.read().decode()
+
+
+def test_the_logged_model_shows_how_to_call_it(server):
+    repo, _ = server
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
+    version = MlflowClient().get_model_version_by_alias(MODEL, "champion")
+    model = mlflow.models.get_model_info(f"models:/{MODEL}@champion")
+    assert [c["name"] for c in model.signature.inputs.to_dict()] == ["image"]
+    assert {c["name"] for c in model.signature.outputs.to_dict()} == {"class", "probability", "top_k"}
+    assert model.signature.params.to_dict()[0]["name"] == "top_k"
+    example = mlflow.models.Model.load(f"models:/{MODEL}@champion").load_input_example(
+        mlflow.artifacts.download_artifacts(f"models:/{MODEL}@champion"))
+    with Image.open(__import__("io").BytesIO(base64.b64decode(example["image"][0]))) as image:
+        assert image.size == (32, 32)
+    assert float(version.tags["test_accuracy"]) == json.loads((repo / "metrics/eval.json").read_text())["accuracy"]
+    # the raw network stays available beside it
+    assert mlflow.artifacts.list_artifacts(run_id=version.run_id) is not None
+    assert mlflow.keras.load_model(f"runs:/{version.run_id}/network") is not None
+
+
+def test_the_models_run_records_its_data_machine_and_story(server):
+    repo, _ = server
+    import mlflow
+    import yaml
+
+    mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
+    info = json.loads((repo / "models/model.json").read_text())
+    run = mlflow.get_run(info["mlflow_run_id"])
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    hashes = {d["path"]: d["md5"] for stage in lock.values() for d in stage.get("deps", []) + stage.get("outs", [])}
+    # Each part's digest is its data's hash in dvc.lock; the source is the photo folder it came from.
+    inputs = {d.dataset.name: d for d in run.inputs.dataset_inputs}
+    assert set(inputs) == {"train", "val", "test"}
+    for part, context in (("train", "training"), ("val", "validation"), ("test", "test")):
+        assert inputs[part].dataset.digest == hashes[f"data/split/{part}_x.npy"]
+        tags = {t.key: t.value for t in inputs[part].tags}
+        assert tags["mlflow.data.context"] == context
+        assert tags[f"{part}_y.npy.md5"] == hashes[f"data/split/{part}_y.npy"]
+        assert str(repo.parent / "photos") in inputs[part].dataset.source
+    # Which checkout reproduces the data: the commit, whether it was dirty, the split's DVC version.
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
+    assert run.data.tags["mlflow.source.git.commit"] == commit and run.data.tags["git.dirty"] == "false"
+    assert run.data.tags["dvc.data_version"] == hashes["data/split"]
+    assert run.info.run_name == f"image_folder-cnn-{commit[:7]}"
+    # The machine it ran on, sampled while it trained.
+    assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= set(run.data.metrics)
+    # The description: model, data, headline metrics, how to get the data back, the confusion matrix.
+    note = run.data.tags["mlflow.note.content"]
+    accuracy = json.loads((repo / "metrics/eval.json").read_text())["accuracy"]
+    assert note.startswith("**cnn** on **image_folder**") and f"{accuracy:.4f}" in note
+    assert f"git checkout {commit[:12]} && dvc checkout data/split" in note and hashes["data/split"] in note
+    assert re.search(r"^\| true bag +\| +\d+ \|", note, flags=re.M) and "Confusion matrix" in note
