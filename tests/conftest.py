@@ -48,7 +48,7 @@ def write_tiny_split() -> None:
     from imgclf import layout
     from imgclf.artifacts import write_json, write_part
 
-    for name in ("train", "val"):
+    for name in ("train", "val", "test"):
         write_part(layout.SPLIT_DIR, name, np.zeros((4, 2, 2, 1), np.uint8), np.array([0, 1, 0, 1]))
     write_json(layout.meta_file(layout.SPLIT_DIR), {"class_names": ["a", "b"], "pixel_scale": 1 / 255})
 
