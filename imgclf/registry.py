@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
-
-from filelock import FileLock
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from imgclf.tracking import STORE_LOCK, project_root, tracking_uri
+from imgclf.tracking import project_root, store_lock
 
 CHAMPION = "champion"
 ACCURACY_TAG = "test_accuracy"  # on each evaluated version: what a later one must beat
@@ -22,9 +19,7 @@ def promote_champion(name: str, version: str, accuracy: float) -> bool:
     one at a time on the local store.
     """
     client = MlflowClient()
-    root = project_root()
-    local = tracking_uri(root).startswith("sqlite:")
-    with FileLock(root / STORE_LOCK, timeout=120) if local else contextlib.nullcontext():
+    with store_lock(project_root()):
         client.set_model_version_tag(name, version, ACCURACY_TAG, repr(float(accuracy)))
         try:
             current = client.get_model_version_by_alias(name, CHAMPION)

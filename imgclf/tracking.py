@@ -55,7 +55,7 @@ def connect() -> str:
     if uri.startswith(("http://", "https://")):
         _check_server(uri)
     elif uri.startswith("sqlite:"):
-        with FileLock(root / STORE_LOCK, timeout=120):
+        with store_lock(root):
             _repair_store(root / LOCAL_DB)
             try:
                 MlflowClient().search_experiments(max_results=1)  # creates or migrates the store, once
@@ -65,6 +65,13 @@ def connect() -> str:
                     f"({str(exc).splitlines()[0][:200]}); move it aside (a new one is created on the next run) "
                     f"or run `mlflow db upgrade sqlite:///{LOCAL_DB}`") from None
     return uri
+
+
+def store_lock(root: Path):
+    """One process at a time on the project's sqlite store (a tracking server orders its own writes)."""
+    if tracking_uri(root).startswith("sqlite:"):
+        return FileLock(root / STORE_LOCK, timeout=120)
+    return contextlib.nullcontext()
 
 
 def _check_server(uri: str) -> None:

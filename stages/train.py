@@ -56,8 +56,8 @@ def main() -> None:
         print(f"train: resuming from epoch {state['epoch']} of {params.train.epochs} "
               f"(the backup of an interrupted training with the same params, data and code)")
     tags = tracking.run_tags(params.data.dataset, describe_device(), tf.__version__)
-    dirty, version = lineage.workspace_dirty(tracking.project_root()), lineage.data_version()
-    tags |= {"git.dirty": str(dirty).lower(), **({"dvc.data_version": version} if version else {})}
+    dirty, split_version = lineage.workspace_dirty(tracking.project_root()), lineage.data_version()
+    tags |= {"git.dirty": str(dirty).lower(), **({"dvc.data_version": split_version} if split_version else {})}
     name = run_name(params.data.dataset, params.train.model, tags["mlflow.source.git.commit"], tags.get("dvc.exp_name"))
     new_run = {} if run_id else {"run_name": name, "tags": tags}
     source = params.data.path if params.data.dataset == "image_folder" else params.data.dataset
@@ -100,7 +100,7 @@ def main() -> None:
         preview = augmentation_figure(
             augmentation_preview(np.asarray(train[0][:PREVIEW_IMAGES]), params.train.augmentation, params.seed,
                                  pixel_scale))
-        data_hint = lineage.checkout_hint(tags["mlflow.source.git.commit"], dirty, version)
+        data_hint = lineage.checkout_hint(tags["mlflow.source.git.commit"], dirty, split_version)
         mlflow.set_tag(DESCRIPTION_TAG, description(params.data.dataset, params.train.model, result.summary, data_hint))
         info = {"dataset": params.data.dataset, "model": params.train.model, "class_names": class_names,
                 "input_shape": list(train[0].shape[1:]), "input_dtype": str(train[0].dtype),

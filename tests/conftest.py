@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gzip
 import http.server
 import os
+import socket
 import struct
+import subprocess
 import threading
+import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +78,44 @@ def http_server(tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def free_ports(n: int = 1) -> list[int]:
+    """n distinct ports on 127.0.0.1 that nothing listens on: closed, or free for a process to bind."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+
+
+@contextlib.contextmanager
+def local_server(command: list[str], ready: str, log: Path, timeout: float, **popen) -> Iterator[str]:
+    """Run `command --host 127.0.0.1 --port <free port>`; yield its URL once `ready` answers 200; stop that process."""
+    (port,) = free_ports()
+    url = f"http://127.0.0.1:{port}"
+    with open(log, "wb") as out:
+        process = subprocess.Popen([*command, "--host", "127.0.0.1", "--port", str(port)],
+                                   stdout=out, stderr=subprocess.STDOUT, **popen)
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    with urllib.request.urlopen(f"{url}{ready}", timeout=5) as response:
+                        if response.status == 200:
+                            break
+                except OSError:
+                    pass
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"{' '.join(command[1:4])} did not start:\n" + log.read_text()[-3000:])
+                time.sleep(1)
+            yield url
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
 
 
 def require(available: bool, what: str) -> None:

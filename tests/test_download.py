@@ -1,7 +1,6 @@
 import dataclasses
 import hashlib
 import os
-import socket
 import subprocess
 import sys
 
@@ -12,7 +11,7 @@ import yaml
 from imgclf.datasets import RemoteFile, get_dataset
 from imgclf.download import DownloadError, download_files, resolve_sources
 from imgclf.preprocess import load_raw, prepare_arrays
-from tests.conftest import PROJECT, write_fake_mnist
+from tests.conftest import PROJECT, free_ports, write_fake_mnist
 
 
 def _spec_for(folder, sources=()):
@@ -20,12 +19,6 @@ def _spec_for(folder, sources=()):
     mnist = get_dataset("mnist")
     files = tuple(RemoteFile(f.name, hashlib.sha256((folder / f.name).read_bytes()).hexdigest()) for f in mnist.files)
     return dataclasses.replace(mnist, files=files, sources=tuple(sources) or mnist.sources)
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_mnist_download_from_local_server_end_to_end(http_server, tmp_path):
@@ -67,7 +60,7 @@ def test_checksum_mismatch_fails_and_keeps_no_file(http_server, tmp_path):
 
 
 def test_unreachable_host_names_the_source_and_the_fix(tmp_path):
-    base = f"http://127.0.0.1:{_closed_port()}/"
+    base = f"http://127.0.0.1:{free_ports()[0]}/"
     spec = dataclasses.replace(get_dataset("mnist"), sources=(base,))
     with pytest.raises(DownloadError) as info:
         download_files(spec, tmp_path, timeout=5)

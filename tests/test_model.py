@@ -52,16 +52,13 @@ def test_learning_rate_schedules_step_per_batch():
 
 def test_imagenet_weights_that_cannot_be_fetched_are_one_clear_line(tmp_path):
     """No network (a proxy on a closed port stands for it): the file Keras looks for, and weights: none."""
-    import socket
     import subprocess
     import sys
 
-    from tests.conftest import PROJECT
+    from tests.conftest import PROJECT, free_ports
     from tests.dvc_project import env
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        proxy = f"http://127.0.0.1:{s.getsockname()[1]}"
+    proxy = f"http://127.0.0.1:{free_ports()[0]}"  # nothing answers: as without network
     code = ("from imgclf.errors import run_stage; from imgclf.model import build_transfer; "
             "from imgclf.params import TrainParams, TransferParams; "
             "run_stage(lambda: build_transfer((32, 32, 3), 3, "

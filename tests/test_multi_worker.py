@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,19 +12,10 @@ import numpy as np
 import pytest
 
 from imgclf import layout
+from tests.conftest import free_ports
 from tests.dvc_project import commit, dvc, env, make_project, mlflow_runs, training_runs
 
 pytestmark = pytest.mark.slow
-
-
-def free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def tf_config(ports: list[int], index: int) -> str:

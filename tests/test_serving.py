@@ -5,17 +5,15 @@ from __future__ import annotations
 import base64
 import json
 import re
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import make_photo_tree, photo
+from tests.conftest import local_server, make_photo_tree, photo
 from tests.dvc_project import dvc, env, make_project
 
 pytestmark = pytest.mark.slow
@@ -24,12 +22,6 @@ MODEL = "shop-classifier"
 PARAMS = {"data.dataset": "image_folder", "data.image_size": [32, 32], "train.model": "cnn", "train.epochs": 4,
           "train.learning_rate": 0.005, "train.cnn.filters": [8], "train.cnn.dense_units": [16],
           "mlflow.register_model": MODEL}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -41,34 +33,12 @@ def server(tmp_path_factory):
     repo = make_project(tmp_path / "shop", {**PARAMS, "data.path": str(tmp_path / "photos")})
     out = dvc(repo, "repro").stdout
     assert f"{MODEL} version 1 is the champion" in out, out
-    port = _free_port()
     (tmp_path / "elsewhere").mkdir()
-    log = open(tmp_path / "serve.log", "wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{MODEL}@champion",
-         "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=tmp_path / "elsewhere", stdout=log, stderr=subprocess.STDOUT,
-        env=env({"MLFLOW_TRACKING_URI": f"sqlite:///{repo / 'mlflow.db'}"}))
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/ping", timeout=5) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail("mlflow models serve did not start:\n" + (tmp_path / "serve.log").read_text()[-3000:])
-        time.sleep(1)
-    yield repo, url
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    log.close()
+    with local_server([sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{MODEL}@champion",
+                       "--env-manager", "local"], "/ping", tmp_path / "serve.log", timeout=180,
+                      cwd=tmp_path / "elsewhere", env=env({"MLFLOW_TRACKING_URI": f"sqlite:///{repo / 'mlflow.db'}"})
+                      ) as url:
+        yield repo, url
 
 
 def _post(url: str, body: dict) -> dict:

@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
 import sys
 import time
 import urllib.request
 
 import pytest
 
+from tests.conftest import local_server
 from tests.dvc_project import commit, dvc, evaluations, experiments, make_project, mlflow_runs, training_runs
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _get(url: str) -> dict:
@@ -37,33 +30,11 @@ def _post(url: str, body: dict) -> dict:
 @pytest.fixture
 def mlflow_server(tmp_path):
     """A real `mlflow server` on 127.0.0.1 with its own sqlite store and proxied artifacts."""
-    port = _free_port()
-    log = open(tmp_path / "server.log", "wb")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--artifacts-destination", str(tmp_path / "server-artifacts"), "--workers", "1"],
-        stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=5) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            pass
-        if server.poll() is not None or time.monotonic() > deadline:
-            server.kill()
-            pytest.fail("mlflow server did not start:\n" + (tmp_path / "server.log").read_text()[-3000:])
-        time.sleep(1)
-    yield url
-    server.terminate()
-    try:
-        server.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        server.kill()
-    log.close()
+    with local_server([sys.executable, "-m", "mlflow", "server",
+                       "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+                       "--artifacts-destination", str(tmp_path / "server-artifacts"), "--workers", "1"],
+                      "/health", tmp_path / "server.log", timeout=120) as url:
+        yield url
 
 
 @pytest.fixture

@@ -103,19 +103,13 @@ def test_find_run_does_not_mistake_a_store_error_for_a_missing_run(project, monk
     assert len(calls) == 3
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_an_unreachable_tracking_server_fails_fast_with_both_fixes(tmp_path):
     """The train stage itself, as `dvc repro` runs it: one line, exit 2, well before 30 s, before training."""
-    from tests.conftest import PROJECT
+    from tests.conftest import PROJECT, free_ports
     from tests.dvc_project import env
 
     (tmp_path / "params.yaml").write_text("train:\n  epochs: 1\n")
-    uri = f"http://127.0.0.1:{_closed_port()}"
+    uri = f"http://127.0.0.1:{free_ports()[0]}"
     subprocess.run([sys.executable, "-c", "from tests.conftest import write_tiny_split; write_tiny_split()"],
                    cwd=tmp_path, env=env({"PYTHONPATH": str(PROJECT)}), check=True)
     started = time.monotonic()
