@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
+
+import pandas as pd
 
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
 
@@ -26,13 +26,12 @@ def best_epoch(rows: list[dict], monitor: str) -> int:
 
 
 def rows_to_csv(rows: list[dict]) -> str:
-    columns = [c for c in HISTORY_COLUMNS if c in rows[0]]
-    lines = [",".join(columns)]
-    lines += [",".join(str(row[c]) if c == "epoch" else f"{row[c]:.6g}" for c in columns) for row in rows]
-    return "\n".join(lines) + "\n"
+    """The CSV DVC plots: the known columns in their order, floats to 6 significant digits."""
+    frame = pd.DataFrame(rows)
+    return frame[[c for c in HISTORY_COLUMNS if c in frame]].to_csv(index=False, float_format="%.6g",
+                                                                     lineterminator="\n")
 
 
 def read_history(path: str | Path) -> list[dict]:
     """Rows of a history CSV, epoch as int and the rest as floats."""
-    reader = csv.DictReader(io.StringIO(Path(path).read_text(encoding="utf-8")))
-    return [{k: int(v) if k == "epoch" else float(v) for k, v in row.items()} for row in reader]
+    return pd.read_csv(path, dtype={"epoch": int}).to_dict("records")

@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 
 import jinja2
+import markupsafe
+import pandas as pd
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("imgclf", "templates"),
@@ -34,16 +36,48 @@ def build_context(params: dict, split: dict, train: dict, evaluation: dict, clas
     }
 
 
+def tables(context: dict) -> dict[str, tuple[pd.DataFrame, str | None]]:
+    """The report's tables, each with the format of its floats (None: as pandas writes them)."""
+    classes = pd.DataFrame.from_dict(context["classes"], orient="index")[["precision", "recall", "f1", "support"]]
+    classes = classes.rename(columns={"f1": "F1"}).rename_axis("class").reset_index()
+    if context["class_weights"]:
+        classes["class weight"] = classes["class"].map(context["class_weights"])
+    mistakes = pd.DataFrame(context["mistakes"], columns=["index", "true", "predicted", "confidence"])
+    return {
+        "evaluation": (_key_value(context["evaluation"], "metric"), ".4f"),
+        "train": (_key_value(context["train"], "metric"), None),
+        "classes": (classes, ".3f"),
+        "mistakes": (mistakes.rename(columns={"index": "test index"}), ".3f"),
+        "split": (_key_value(context["split"], "split"), None),
+        "params": (_key_value(context["params"], "param"), None),
+    }
+
+
 def render_html(context: dict) -> str:
     """The HTML page, every image embedded as a data URI so the file stands alone."""
     embedded = {role: _data_uri(path) for role, path in context["images"].items()}
-    return _ENV.get_template("report.html.j2").render(context, embedded=embedded)
+    # pandas escapes the cells (class names and params are the user's text); the page takes the table as is.
+    html = {name: markupsafe.Markup(frame.to_html(index=False, border=0, classes="metrics",
+                                                  float_format=fmt and f"{{:{fmt}}}".format))
+            for name, (frame, fmt) in tables(context).items()}
+    return _ENV.get_template("report.html.j2").render(context, embedded=embedded, tables=html)
 
 
 def render_markdown(context: dict, relative_to: Path) -> str:
     """The Markdown twin (for CI summaries and PR comments); images are linked by relative path."""
     links = {role: Path(_relpath(path, relative_to)).as_posix() for role, path in context["images"].items()}
-    return _ENV.get_template("report.md.j2").render(context, links=links)
+    markdown = {name: _markdown(frame, fmt) for name, (frame, fmt) in tables(context).items()}
+    return _ENV.get_template("report.md.j2").render(context, links=links, tables=markdown)
+
+
+def _markdown(frame: pd.DataFrame, fmt: str | None) -> str:
+    # tabulate would read a text cell such as class "007" as the number 7: only numeric columns are numbers.
+    text = [i for i, (_, column) in enumerate(frame.items()) if not pd.api.types.is_numeric_dtype(column)]
+    return frame.to_markdown(index=False, floatfmt=fmt or "g", disable_numparse=text)
+
+
+def _key_value(values: dict, key: str) -> pd.DataFrame:
+    return pd.DataFrame({key: list(values), "value": list(values.values())})
 
 
 def _data_uri(path: Path) -> str:

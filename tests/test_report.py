@@ -43,19 +43,45 @@ def test_class_names_are_escaped_in_html(tmp_path):
     assert "&lt;b&gt;cat&lt;/b&gt;" in html and "dog &amp; co" in html and "<b>cat</b>" not in html
 
 
+def _cells(markdown: str) -> list[list[str]]:
+    """The cells of every Markdown table row, stripped of their padding."""
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in markdown.splitlines()
+            if line.startswith("|")]
+
+
 def test_markdown_twin_links_images_relative_to_itself(tmp_path):
     (tmp_path / "reports").mkdir()
     md = render_markdown(_context(tmp_path), relative_to=tmp_path / "reports")
     assert "![learning curves](../plots/curves.png)" in md
-    assert "| 1 | 0.500 | 1.000 | 0.667 | 3 |" in md
-    assert "| 4 | 1 | 0 | 0.910 |" in md
+    rows = _cells(md)
+    assert ["class", "precision", "recall", "F1", "support"] in rows
+    assert ["1", "0.500", "1.000", "0.667", "3"] in rows
+    assert ["test index", "true", "predicted", "confidence"] in rows and ["4", "1", "0", "0.910"] in rows
+    assert ["accuracy", "0.8333"] in rows and ["train.optimizer", "adam"] in rows
     assert "class weight" not in md
 
 
 def test_class_weights_are_shown_beside_support(tmp_path):
     (tmp_path / "reports").mkdir()
     context = _context(tmp_path, class_weights={"0": 0.75, "1": 1.5})
-    md = render_markdown(context, relative_to=tmp_path / "reports")
-    assert "| class | precision | recall | F1 | support | class weight |" in md
-    assert "| 1 | 0.500 | 1.000 | 0.667 | 3 | 1.500 |" in md
-    assert "<th>class weight</th>" in render_html(context)
+    rows = _cells(render_markdown(context, relative_to=tmp_path / "reports"))
+    assert ["class", "precision", "recall", "F1", "support", "class weight"] in rows
+    assert ["0", "0.500", "1.000", "0.667", "3", "0.750"] in rows
+    assert ["1", "0.500", "1.000", "0.667", "3", "1.500"] in rows
+    html = render_html(context)
+    assert "<th>class weight</th>" in html and "<td>1.500</td>" in html
+
+
+def test_class_names_that_look_like_numbers_stay_text(tmp_path):
+    (tmp_path / "reports").mkdir()
+    rows = _cells(render_markdown(_context(tmp_path, class_names=("007", "1e3")), relative_to=tmp_path / "reports"))
+    assert ["007", "0.500", "1.000", "0.667", "3"] in rows and ["1e3", "0.500", "1.000", "0.667", "3"] in rows
+    assert ["4", "1e3", "007", "0.910"] in rows
+
+
+def test_html_tables_hold_the_values_in_their_formats(tmp_path):
+    html = render_html(_context(tmp_path))
+    for cell in ("<td>0.8333</td>", "<td>0.667</td>", "<td>3</td>", "<td>0.910</td>", "<td>carved</td>",
+                 "<td>train.optimizer</td>", "<td>adam</td>"):
+        assert cell in html
+    assert html.count('<table class="dataframe metrics">') == 6
