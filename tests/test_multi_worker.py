@@ -38,7 +38,7 @@ def test_two_workers_train_one_model_and_only_the_chief_records_it(tmp_path):
     shutil.copytree(chief_repo, worker_repo)
     worker_files = files(worker_repo)
     ports = free_ports(2)
-    # As the README launches them: the chief runs the pipeline, the other worker the train stage's
+    # As docs/scale-out.md launches them: the chief runs the pipeline, the other worker the train stage's
     # command. The worker starts first and waits for the chief (worker 0), as on a cluster in any order.
     procs = [subprocess.Popen(command, cwd=repo, text=True, env=env({"TF_CONFIG": tf_config(ports, i)}),
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
