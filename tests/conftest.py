@@ -7,6 +7,7 @@ import functools
 import gzip
 import http.server
 import os
+import shutil
 import socket
 import struct
 import subprocess
@@ -116,6 +117,27 @@ def local_server(command: list[str], ready: str, log: Path, timeout: float, **po
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+@contextlib.contextmanager
+def chromium_page(width: int = 1200, height: int = 900) -> Iterator[tuple[object, list[str]]]:
+    """A page of headless Chromium (the system's, which .ci/run installs) and the page's console errors."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    require(bool(chromium), "Chromium not installed (.ci/run installs Debian's chromium package)")
+    from playwright.sync_api import sync_playwright
+
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            yield page, errors
+        finally:
+            browser.close()
 
 
 def require(available: bool, what: str) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import require
+from tests.conftest import chromium_page
 from tests.dvc_project import (
     commit,
     dvc,
@@ -201,25 +200,13 @@ def test_remote_push_then_clone_pull_is_up_to_date(repo, tmp_path):
 
 
 def test_report_renders_in_chromium(repo, tmp_path):
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    require(bool(chromium), "Chromium not installed (.ci/run installs Debian's chromium package)")
-    from playwright.sync_api import sync_playwright
-
-    errors: list[str] = []
     shot = tmp_path / "report.png"
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
-        page = browser.new_page(viewport={"width": 1200, "height": 900})
-        page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-        page.on("pageerror", lambda error: errors.append(str(error)))
+    with chromium_page() as (page, errors):
         page.goto((repo / "reports/report.html").as_uri(), wait_until="load")
         images = page.eval_on_selector_all("img", "imgs => imgs.map(i => [i.complete, i.naturalWidth])")
         headings = page.eval_on_selector_all("h2", "hs => hs.map(h => h.textContent)")
         title = page.title()
         page.screenshot(path=str(shot), full_page=True)
-        browser.close()
     assert errors == []
     assert len(images) == 5 and all(done and width > 0 for done, width in images), images
     assert title == "Classifier report: digits, mlp" and "Confusion matrix" in headings

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import local_server, make_photo_tree, photo
+from tests.conftest import chromium_page, local_server, make_photo_tree, photo
 from tests.dvc_project import dvc, env, make_project
 
 pytestmark = pytest.mark.slow
@@ -25,20 +25,25 @@ PARAMS = {"data.dataset": "image_folder", "data.image_size": [32, 32], "train.mo
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """The registered champion served by MLflow on 127.0.0.1, from a folder outside the project."""
+def project(tmp_path_factory):
+    """A shop's project trained on generated photos, its model registered and made champion."""
     tmp_path = tmp_path_factory.mktemp("serving")
     make_photo_tree(tmp_path / "photos")
     (tmp_path / "shop").mkdir()
     repo = make_project(tmp_path / "shop", {**PARAMS, "data.path": str(tmp_path / "photos")})
     out = dvc(repo, "repro").stdout
     assert f"{MODEL} version 1 is the champion" in out, out
-    (tmp_path / "elsewhere").mkdir()
+    return repo
+
+
+@pytest.fixture(scope="module")
+def server(project, tmp_path_factory):
+    """The registered champion served by MLflow on 127.0.0.1, from a folder outside the project."""
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
     with local_server([sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{MODEL}@champion",
-                       "--env-manager", "local"], "/ping", tmp_path / "serve.log", timeout=180,
-                      cwd=tmp_path / "elsewhere", env=env({"MLFLOW_TRACKING_URI": f"sqlite:///{repo / 'mlflow.db'}"})
-                      ) as url:
-        yield repo, url
+                       "--env-manager", "local"], "/ping", elsewhere / "serve.log", timeout=180, cwd=elsewhere,
+                      env=env({"MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}"})) as url:
+        yield project, url
 
 
 def _post(url: str, body: dict) -> dict:
@@ -82,8 +87,8 @@ def test_the_served_champion_takes_photos_as_predict_does(server, tmp_path):
     assert "row 1" in failed.value.read().decode()
 
 
-def test_the_logged_model_shows_how_to_call_it(server):
-    repo, _ = server
+def test_the_logged_model_shows_how_to_call_it(project):
+    repo = project
     import mlflow
     from mlflow.tracking import MlflowClient
 
@@ -103,8 +108,8 @@ def test_the_logged_model_shows_how_to_call_it(server):
     assert mlflow.keras.load_model(f"runs:/{version.run_id}/network") is not None
 
 
-def test_the_models_run_records_its_data_machine_and_story(server):
-    repo, _ = server
+def test_the_models_run_records_its_data_machine_and_story(project):
+    repo = project
     import mlflow
     import yaml
 
@@ -135,3 +140,28 @@ def test_the_models_run_records_its_data_machine_and_story(server):
     assert note.startswith("**cnn** on **image_folder**") and f"{accuracy:.4f}" in note
     assert f"git checkout {commit[:12]} && dvc checkout data/split" in note and hashes["data/split"] in note
     assert re.search(r"^\| true bag +\| +\d+ \|", note, flags=re.M) and "Confusion matrix" in note
+
+
+def test_the_run_page_in_the_mlflow_ui_shows_datasets_and_description(project, tmp_path):
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    run = mlflow.get_run(json.loads((project / "models/model.json").read_text())["mlflow_run_id"])
+    digests = {d.dataset.name: d.dataset.digest for d in run.inputs.dataset_inputs}
+    accuracy = json.loads((project / "metrics/eval.json").read_text())["accuracy"]
+    with (local_server([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri",
+                        f"sqlite:///{project / 'mlflow.db'}"], "/health", tmp_path / "ui.log", timeout=120,
+                       cwd=project) as url,
+          chromium_page(1400, 1000) as (page, _)):
+        page.goto(f"{url}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}", wait_until="load")
+        # The Datasets box lists the first input and folds the others behind "+2".
+        page.get_by_text(f"train ({digests['train']})", exact=True).wait_for(timeout=120_000)
+        page.get_by_text("+2", exact=True).click()
+        for part in ("val", "test"):
+            page.get_by_text(f"{part} ({digests[part]})", exact=True).wait_for(timeout=30_000)
+        page.get_by_text("Confusion matrix on the test set", exact=False).wait_for(timeout=30_000)
+        shown = page.locator("body").inner_text()
+    # The overview shows the run's name and its description: model, data, metrics, the data's checkout.
+    assert run.info.run_name in shown and "Description" in shown
+    assert "cnn on image_folder" in shown and f"{accuracy:.4f}" in shown
+    assert f"dvc checkout data/split (DVC version {run.data.tags['dvc.data_version']})" in shown
