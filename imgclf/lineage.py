@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import subprocess
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 
 import mlflow
 import numpy as np
 import yaml
+from mlflow.entities import DatasetInput, InputTag
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 from imgclf import layout
 from imgclf.artifacts import file_md5
@@ -17,11 +20,12 @@ from imgclf.artifacts import file_md5
 CONTEXTS = {"train": "training", "val": "validation", "test": "test"}
 
 
-def log_part(part: str, arrays: tuple[np.ndarray, np.ndarray], source: str) -> None:
-    """Record a split part as a dataset input of the active run.
+def log_part(part: str, arrays: tuple[np.ndarray, np.ndarray], source: str, run_ids: Iterable[str]) -> None:
+    """Record a split part as a dataset input of these runs.
 
     Its digest is the images' hash in dvc.lock (the labels' is a tag); its source, the dataset
-    name or photo folder it was made from.
+    name or photo folder it was made from. Train records the parts it fits on; evaluate records
+    the test part it scores, on its own run and on the model's (which may meet several test sets).
     """
     x_path, y_path = layout.part_files(layout.SPLIT_DIR, part)
     with warnings.catch_warnings():
@@ -29,7 +33,12 @@ def log_part(part: str, arrays: tuple[np.ndarray, np.ndarray], source: str) -> N
         warnings.filterwarnings("ignore", "The specified dataset source can be interpreted in multiple ways")
         dataset = mlflow.data.from_numpy(arrays[0], targets=arrays[1], source=source, name=part,
                                          digest=file_md5(x_path))
-    mlflow.log_input(dataset, context=CONTEXTS[part], tags={f"{y_path.name}.md5": file_md5(y_path)})
+    # What mlflow.log_input logs, for finished runs too (a model's run is never reopened).
+    logged = DatasetInput(dataset._to_mlflow_entity(), [InputTag(MLFLOW_DATASET_CONTEXT, CONTEXTS[part]),
+                                                        InputTag(f"{y_path.name}.md5", file_md5(y_path))])
+    client = mlflow.MlflowClient()
+    for run_id in run_ids:
+        client.log_inputs(run_id, datasets=[logged])
 
 
 def data_version(lock: Path = Path("dvc.lock")) -> str | None:
@@ -41,21 +50,33 @@ def data_version(lock: Path = Path("dvc.lock")) -> str | None:
         return None
 
 
-def workspace_dirty(root: Path) -> bool | None:
-    """Whether tracked files differ from the commit (dvc.lock aside: the running pipeline is writing it)."""
+def workspace_dirty(folder: Path | None = None) -> bool | None:
+    """Whether the project's tracked files differ from the commit, in the folder the stage runs in.
+
+    That folder, not DVC_ROOT: a queued or --temp experiment runs in a copy with its own params.
+    What the running pipeline writes itself (dvc.lock, the git-tracked metrics) does not count.
+    """
     try:
-        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                              ":(exclude)dvc.lock", ":(exclude)metrics"], cwd=folder or Path.cwd(),
                              capture_output=True, text=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError):
         return None
-    return any(line[3:].strip() != "dvc.lock" for line in out.splitlines() if line.strip())
+    return bool(out.strip())
 
 
-def checkout_hint(commit: str, dirty: bool | None, version: str | None) -> str:
-    """The commands that bring back a run's data, as its description says them."""
-    hint = f"`git checkout {commit[:12]} && dvc checkout {layout.SPLIT_DIR.as_posix()}`"
+def checkout_hint(commit: str, dirty: bool | None, version: str | None, exp_name: str | None = None) -> str:
+    """The commands that bring back a run's data, as its description says them.
+
+    A DVC experiment is its own record of params and dvc.lock: `dvc exp apply` restores both and
+    checks its outputs out. Otherwise the commit and `dvc checkout` do, when the workspace was clean.
+    """
+    if exp_name:
+        hint = f"`dvc exp apply {exp_name}` (DVC experiment `{exp_name}`, based on commit {commit[:12]})"
+    else:
+        hint = f"`git checkout {commit[:12]} && dvc checkout {layout.SPLIT_DIR.as_posix()}`"
     if version:
         hint += f" (DVC version `{version}`)"
-    if dirty:
+    if dirty and not exp_name:
         hint += "; the workspace had uncommitted changes, so the commit alone may not reproduce it"
     return hint

@@ -14,13 +14,18 @@ def run_name(dataset: str, model: str, commit: str, exp_name: str | None) -> str
 
 
 def description(dataset: str, model: str, metrics: dict[str, float], data_hint: str,
-                class_names: list[str] | None = None, matrix: np.ndarray | None = None) -> str:
-    """The run's story in Markdown: what was trained on what, its headline metrics, how to get its data back."""
+                class_names: list[str] | None = None, matrix: np.ndarray | None = None,
+                test_digest: str | None = None) -> str:
+    """The run's story in Markdown: what was trained on what, its headline metrics, how to get its data back.
+
+    Evaluate completes it with the test set it scored (a model DVC restored may meet another one:
+    the description then tells the latest scoring, each evaluation run keeps its own).
+    """
     lines = [f"**{model}** on **{dataset}**", "",
              pd.DataFrame([metrics]).to_markdown(index=False, floatfmt=".4f"), "",
              f"Data: {data_hint}"]
     if matrix is not None:
         table = pd.DataFrame(matrix, index=[f"true {c}" for c in class_names], columns=class_names)
-        lines += ["", "Confusion matrix on the test set (rows: true class, columns: predicted):", "",
+        lines += ["", f"Confusion matrix on the test set `{test_digest}` (rows: true class, columns: predicted):", "",
                   table.to_markdown()]
     return "\n".join(lines) + "\n"

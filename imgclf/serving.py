@@ -64,7 +64,7 @@ def _photo(value, row: int) -> io.BytesIO:
     """One cell of the `image` column as a file object named after its row (for error messages)."""
     if isinstance(value, str):
         try:
-            value = base64.b64decode(value, validate=True)
+            value = base64.b64decode("".join(value.split()), validate=True)  # line-wrapped base64 too
         except binascii.Error:
             raise PipelineError(f"image of row {row} is not base64 ({value[:20]!r}...); "
                                 "send the file's bytes base64-encoded") from None

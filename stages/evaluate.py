@@ -6,7 +6,7 @@ import sys
 import keras
 import mlflow
 
-from imgclf import layout, tracking
+from imgclf import layout, lineage, tracking
 from imgclf.artifacts import (
     array_writer,
     bytes_writer,
@@ -21,6 +21,7 @@ from imgclf.artifacts import (
 from imgclf.errors import run_stage
 from imgclf.metrics import confident_mistakes, confusion, confusion_records, per_class_report, summary_metrics
 from imgclf.model import predict_proba
+from imgclf.params import load_params
 from imgclf.plots import confusion_figure, image_grid_figure, prediction_captions
 from imgclf.registry import promote_champion
 from imgclf.run_page import DESCRIPTION_TAG, description
@@ -49,6 +50,9 @@ def main() -> None:
                    layout.MISTAKES_PNG: png_bytes(image_grid_figure(shown, titles, colors,
                                                                     title="Most confident mistakes"))}
         if run is not None:
+            data = load_params(layout.PARAMS).data
+            lineage.log_part("test", (x_test, y_true), data.path if data.dataset == "image_folder" else data.dataset,
+                             [info["mlflow_run_id"], run.info.run_id])
             mlflow.log_metrics({f"test_{k}": v for k, v in summary.items()}, model_id=info.get("mlflow_model_id"))
             mlflow.log_dict(report, "evaluation/classification_report.json")
             mlflow.log_dict({"labels": class_names, "matrix": matrix.tolist()}, "evaluation/confusion_matrix.json")
@@ -59,7 +63,8 @@ def main() -> None:
             headline = {**{k: trained[f"final_{k}"] for k in ("val_loss", "val_accuracy") if f"final_{k}" in trained},
                         **{f"test_{k}": v for k, v in summary.items()}}
             mlflow.MlflowClient().set_tag(info["mlflow_run_id"], DESCRIPTION_TAG, description(
-                info["dataset"], info["model"], headline, info.get("data_hint", ""), class_names, matrix))
+                info["dataset"], info["model"], headline, info.get("data_hint", ""), class_names, matrix,
+                test_digest=run.data.tags["test.x.md5"]))
             if info.get("registered_version") and promote_champion(
                     info["registered_model"], info["registered_version"], summary["accuracy"]):
                 print(f"evaluate: {info['registered_model']} version {info['registered_version']} is the champion "

@@ -56,7 +56,7 @@ def main() -> None:
         print(f"train: resuming from epoch {state['epoch']} of {params.train.epochs} "
               f"(the backup of an interrupted training with the same params, data and code)")
     tags = tracking.run_tags(params.data.dataset, describe_device(), tf.__version__)
-    dirty, split_version = lineage.workspace_dirty(tracking.project_root()), lineage.data_version()
+    dirty, split_version = lineage.workspace_dirty(), lineage.data_version()
     tags |= {"git.dirty": str(dirty).lower(), **({"dvc.data_version": split_version} if split_version else {})}
     name = run_name(params.data.dataset, params.train.model, tags["mlflow.source.git.commit"], tags.get("dvc.exp_name"))
     new_run = {} if run_id else {"run_name": name, "tags": tags}
@@ -65,8 +65,8 @@ def main() -> None:
         mlflow.set_system_metrics_sampling_interval(2)  # seconds: MLflow's 10 would miss most of a lesson's run
     with tracking.stage_run(run_id, experiment_id=experiment_id, log_system_metrics=True, **new_run) as run:
         mlflow.log_params(flatten(params))
-        for part, arrays in (("train", train), ("val", val), ("test", read_part(layout.SPLIT_DIR, "test"))):
-            lineage.log_part(part, arrays, source)
+        for part, arrays in (("train", train), ("val", val)):  # the test part: evaluate's, when it scores it
+            lineage.log_part(part, arrays, source, [run.info.run_id])
         if state and not run_id:
             for row in state["rows"]:
                 mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"] - 1)
@@ -91,16 +91,17 @@ def main() -> None:
             mlflow.log_dict(named_weights, "class_weights.json")
         # The raw network, for whoever needs it, and the model a shop serves: photos in, classes out.
         sample = np.asarray(train[0][:4])
-        mlflow.keras.log_model(result.model, name="network", pip_requirements=_requirements("tensorflow"),
+        mlflow.keras.log_model(result.model, name="network", pip_requirements=_requirements("tensorflow", "keras"),
                                signature=infer_signature(sample, result.model.predict(sample, verbose=0)))
         logged = log_photo_model(result.model, {"class_names": class_names, "input_shape": list(train[0].shape[1:]),
                                                 "pixel_scale": pixel_scale}, train[0][0],
-                                 _requirements("tensorflow", "pillow", "pandas", "mlflow"),
+                                 _requirements("tensorflow", "keras", "pillow", "pandas", "mlflow"),
                                  registered_model_name=params.mlflow.register_model)
         preview = augmentation_figure(
             augmentation_preview(np.asarray(train[0][:PREVIEW_IMAGES]), params.train.augmentation, params.seed,
                                  pixel_scale))
-        data_hint = lineage.checkout_hint(tags["mlflow.source.git.commit"], dirty, split_version)
+        data_hint = lineage.checkout_hint(tags["mlflow.source.git.commit"], dirty, split_version,
+                                          tags.get("dvc.exp_name"))
         mlflow.set_tag(DESCRIPTION_TAG, description(params.data.dataset, params.train.model, result.summary, data_hint))
         info = {"dataset": params.data.dataset, "model": params.train.model, "class_names": class_names,
                 "input_shape": list(train[0].shape[1:]), "input_dtype": str(train[0].dtype),

@@ -29,7 +29,11 @@ def _bash_lines(path: Path) -> list[str]:
 
 def test_the_readme_top_fits_on_one_screen_and_points_into_docs():
     readme = (PROJECT / "README.md").read_text()
-    assert len(readme.splitlines()) <= 70
+    top = readme.split("\n## Reference")[0].splitlines()
+    assert len(top) <= 55 and max(map(len, top)) <= 120  # what it is, setup, tests and the three ways in
+    for heading in ("## Setup", "## Three ways in"):
+        assert heading in top
+    assert "pip install -r requirements.txt" in top and "dvc repro" in top and "python -m pytest" in readme
     linked = {Path(target.split("#")[0]).name for target in re.findall(r"\]\((docs/[^)]+)\)", readme)}
     assert linked == {path.name for path in DOCS[1:]}  # every reference page is reachable from the top
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import shutil
 import subprocess
 import sys
 import urllib.request
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import chromium_page, local_server, make_photo_tree, photo
+from tests.conftest import PROJECT, chromium_page, local_server, make_photo_tree, photo, require
 from tests.dvc_project import dvc, env, make_project
 
 pytestmark = pytest.mark.slow
@@ -64,11 +65,7 @@ def test_the_served_champion_takes_photos_as_predict_does(server, tmp_path):
     answer = _post(url, {"dataframe_split": {"columns": ["image"], "data": [[e] for e in encoded]},
                          "params": {"top_k": 2}})["predictions"]
 
-    from imgclf.predict import main as predict_main
-
-    predict_main([str(p) for p in uploads] + ["--model", str(repo / "models/model.keras"), "--top", "2",
-                                               "--json", str(tmp_path / "predicted.json")])
-    expected = json.loads((tmp_path / "predicted.json").read_text())
+    expected = _predicted(repo, uploads, tmp_path, 2)
     assert len(answer) == 2
     for row, path in zip(answer, uploads):
         ranked = expected[str(path)]
@@ -85,6 +82,33 @@ def test_the_served_champion_takes_photos_as_predict_does(server, tmp_path):
     with pytest.raises(urllib.error.HTTPError) as failed:
         urllib.request.urlopen(request, timeout=60)
     assert "row 1" in failed.value.read().decode()
+
+
+def _predicted(repo, paths, tmp_path, top: int) -> dict:
+    """imgclf.predict's answers for these files, from the project's model."""
+    from imgclf.predict import main as predict_main
+
+    predict_main([str(p) for p in paths] + ["--model", str(repo / "models/model.keras"), "--top", str(top),
+                                            "--json", str(tmp_path / "predicted.json")])
+    return json.loads((tmp_path / "predicted.json").read_text())
+
+
+def test_the_documented_curl_command_sends_a_photo_of_any_size(server, tmp_path):
+    require(bool(shutil.which("curl")), "curl not installed")
+    repo, url = server
+    commands = [command for doc in (PROJECT / "README.md", PROJECT / "docs/mlflow.md")
+                for command in re.findall(r"^printf .*?--data-binary @-$", doc.read_text(), flags=re.S | re.M)]
+    assert len(commands) == 2
+    # A camera's photo: its base64 is far over the 128 KiB one command-line argument may hold.
+    photo((90, 160, 60), (900, 700), "RGB", np.random.default_rng(11)).save(tmp_path / "photo.jpg", quality=95)
+    assert (tmp_path / "photo.jpg").stat().st_size > 300_000
+    ranked = _predicted(repo, [tmp_path / "photo.jpg"], tmp_path, 3)[str(tmp_path / "photo.jpg")]
+    for command in commands:
+        out = subprocess.run(["bash", "-c", command.replace("http://127.0.0.1:5001", url)], cwd=tmp_path,
+                             capture_output=True, text=True, check=True, timeout=120).stdout
+        (row,) = json.loads(out)["predictions"]
+        assert row["class"] == ranked[0]["class"] and [r["class"] for r in row["top_k"]] == [r["class"] for r in ranked]
+        assert row["probability"] == pytest.approx(ranked[0]["probability"], abs=1e-6)
 
 
 def test_the_logged_model_shows_how_to_call_it(project):
@@ -104,8 +128,8 @@ def test_the_logged_model_shows_how_to_call_it(project):
         assert image.size == (32, 32)
     assert float(version.tags["test_accuracy"]) == json.loads((repo / "metrics/eval.json").read_text())["accuracy"]
     # the raw network stays available beside it
-    assert mlflow.artifacts.list_artifacts(run_id=version.run_id) is not None
-    assert mlflow.keras.load_model(f"runs:/{version.run_id}/network") is not None
+    network = mlflow.keras.load_model(f"runs:/{version.run_id}/network")
+    assert network.input_shape[1:] == (32, 32, 3) and network.output_shape[-1] == 3  # bag, shirt, shoes
 
 
 def test_the_models_run_records_its_data_machine_and_story(project):
@@ -140,6 +164,12 @@ def test_the_models_run_records_its_data_machine_and_story(project):
     assert note.startswith("**cnn** on **image_folder**") and f"{accuracy:.4f}" in note
     assert f"git checkout {commit[:12]} && dvc checkout data/split" in note and hashes["data/split"] in note
     assert re.search(r"^\| true bag +\| +\d+ \|", note, flags=re.M) and "Confusion matrix" in note
+    # The test set is the evaluation's: on its own run, and on the model's run, with the digest the note names.
+    (scored,) = mlflow.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'",
+                                   output_format="list")
+    (tested,) = scored.inputs.dataset_inputs
+    assert tested.dataset.name == "test" and tested.dataset.digest == inputs["test"].dataset.digest
+    assert f"Confusion matrix on the test set `{hashes['data/split/test_x.npy']}`" in note
 
 
 def test_the_run_page_in_the_mlflow_ui_shows_datasets_and_description(project, tmp_path):

@@ -75,6 +75,9 @@ def test_queued_experiments_run_two_at_a_time(fresh_clone):
         assert scored.info.status == "FINISHED"
         assert scored.data.metrics["test_accuracy"] == pytest.approx(accuracy)
         assert tagged[0].data.params["train.learning_rate"] == name.split("-")[1]
+        # Its copy's params differ from the commit: the experiment, not the commit, brings its data back.
+        assert tagged[0].data.tags["git.dirty"] == "true"
+        assert f"Data: `dvc exp apply {name}`" in tagged[0].data.tags["mlflow.note.content"]
     assert not [r for r in runs if r.info.status == "RUNNING"]
 
 
