@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 DESCRIPTION_TAG = "mlflow.note.content"  # the tag MLflow shows as a run's description
+MAX_DESCRIPTION = 8000  # MLflow cuts a longer tag value, mid-row of a table
 
 
 def run_name(dataset: str, model: str, commit: str, exp_name: str | None) -> str:
@@ -26,6 +27,10 @@ def description(dataset: str, model: str, metrics: dict[str, float], data_hint: 
              f"Data: {data_hint}"]
     if matrix is not None:
         table = pd.DataFrame(matrix, index=[f"true {c}" for c in class_names], columns=class_names)
-        lines += ["", f"Confusion matrix on the test set `{test_digest}` (rows: true class, columns: predicted):", "",
-                  table.to_markdown()]
+        heading = f"Confusion matrix on the test set `{test_digest}`"
+        whole = [*lines, "", f"{heading} (rows: true class, columns: predicted):", "", table.to_markdown()]
+        if len("\n".join(whole)) < MAX_DESCRIPTION:
+            return "\n".join(whole) + "\n"
+        lines += ["", f"{heading}: {len(class_names)} classes, too many for this page; see the evaluation "
+                  "run's evaluation/confusion_matrix.png and .json"]
     return "\n".join(lines) + "\n"

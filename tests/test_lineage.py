@@ -10,7 +10,7 @@ import numpy as np
 from imgclf import layout
 from imgclf.artifacts import file_md5
 from imgclf.lineage import checkout_hint, log_part, workspace_dirty
-from imgclf.run_page import description
+from imgclf.run_page import MAX_DESCRIPTION, description
 
 
 def _git(folder, *args):
@@ -75,3 +75,12 @@ def test_the_description_names_the_test_set_of_its_confusion_matrix():
     assert "Confusion matrix on the test set `abc123`" in text
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines() if line.startswith("|")]
     assert ["", "0", "007"] in rows and ["true 007", "0", "4"] in rows
+
+
+def test_a_confusion_matrix_too_large_for_the_description_is_pointed_to_not_cut():
+    names = [f"product category {i}" for i in range(60)]
+    text = description("image_folder", "cnn", {"test_accuracy": 0.5}, "`dvc exp apply x`", names,
+                       np.eye(60, dtype=int), test_digest="abc123")
+    assert len(text) < MAX_DESCRIPTION and "Data: `dvc exp apply x`" in text
+    assert "60 classes, too many for this page" in text and "evaluation/confusion_matrix.png" in text
+    assert "| true product category 0" not in text
