@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -15,12 +17,21 @@ def promote_champion(name: str, version: str, accuracy: float) -> bool:
     """Tag version `version` of model `name` with its test accuracy; make it the champion if it beats the current one.
 
     True when the alias moved. A version without a champion before it becomes the champion; an
-    equal accuracy keeps the older one. Versions evaluated at once (queued experiments) compare
-    one at a time on the local store.
+    equal accuracy keeps the current champion. Versions evaluated at once (queued experiments)
+    compare one at a time on the local store. A version deleted from the registry since it was
+    trained is left out, with a warning: the evaluation itself stands.
     """
     client = MlflowClient()
     with store_lock(project_root()):
-        client.set_model_version_tag(name, version, ACCURACY_TAG, repr(float(accuracy)))
+        try:
+            client.set_model_version_tag(name, version, ACCURACY_TAG, repr(float(accuracy)))
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            print(f"warning: version {version} of registered model {name} is no longer in the registry "
+                  "(deleted?), so it is neither tagged nor compared with the champion; to register "
+                  "this model again, retrain: dvc repro --force --single-item train", file=sys.stderr)
+            return False
         try:
             current = client.get_model_version_by_alias(name, CHAMPION)
         except MlflowException as exc:

@@ -32,8 +32,22 @@ def test_champion_moves_only_to_a_better_model(tmp_path, monkeypatch):
 
     assert promote_champion("shop", first, 0.90) and champion() == first  # none before: the first wins
     assert not promote_champion("shop", worse, 0.85) and champion() == first
-    assert not promote_champion("shop", tie, 0.90) and champion() == first  # a tie keeps the older one
+    assert not promote_champion("shop", tie, 0.90) and champion() == first  # a tie keeps the champion
     assert promote_champion("shop", better, 0.93) and champion() == better
     # every evaluated version carries its score, the champion's included
     scores = {v: client.get_model_version("shop", v).tags[ACCURACY_TAG] for v in (first, worse, tie, better)}
     assert {v: float(s) for v, s in scores.items()} == {first: 0.90, worse: 0.85, tie: 0.90, better: 0.93}
+
+
+def test_a_deleted_version_is_left_out_with_a_warning(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = MlflowClient()
+    first, deleted = _versions("shop", 2)
+    assert promote_champion("shop", first, 0.5)
+    client.delete_model_version("shop", deleted)
+    assert not promote_champion("shop", deleted, 0.99)
+    assert client.get_model_version_by_alias("shop", CHAMPION).version == first
+    assert f"version {deleted} of registered model shop is no longer in the registry" in capsys.readouterr().err
