@@ -20,6 +20,11 @@ from imgclf.artifacts import file_md5
 CONTEXTS = {"train": "training", "val": "validation", "test": "test"}
 
 
+def data_source(data) -> str:
+    """A dataset input's source, from the `data` params: the photo folder of image_folder, else the dataset's name."""
+    return data.path if data.dataset == "image_folder" else data.dataset
+
+
 def log_part(part: str, arrays: tuple[np.ndarray, np.ndarray], source: str, run_ids: Iterable[str]) -> None:
     """Record a split part as a dataset input of these runs.
 

@@ -28,9 +28,10 @@ def description(dataset: str, model: str, metrics: dict[str, float], data_hint: 
     if matrix is not None:
         table = pd.DataFrame(matrix, index=[f"true {c}" for c in class_names], columns=class_names)
         heading = f"Confusion matrix on the test set `{test_digest}`"
-        whole = [*lines, "", f"{heading} (rows: true class, columns: predicted):", "", table.to_markdown()]
-        if len("\n".join(whole)) < MAX_DESCRIPTION:
-            return "\n".join(whole) + "\n"
+        whole = "\n".join([*lines, "", f"{heading} (rows: true class, columns: predicted):", "",
+                           table.to_markdown()]) + "\n"
+        if len(whole) <= MAX_DESCRIPTION:
+            return whole
         lines += ["", f"{heading}: {len(class_names)} classes, too many for this page; see the evaluation "
                   "run's evaluation/confusion_matrix.png and .json"]
     return "\n".join(lines) + "\n"

@@ -50,8 +50,7 @@ def main() -> None:
                    layout.MISTAKES_PNG: png_bytes(image_grid_figure(shown, titles, colors,
                                                                     title="Most confident mistakes"))}
         if run is not None:
-            data = load_params(layout.PARAMS).data
-            lineage.log_part("test", (x_test, y_true), data.path if data.dataset == "image_folder" else data.dataset,
+            lineage.log_part("test", (x_test, y_true), lineage.data_source(load_params(layout.PARAMS).data),
                              [info["mlflow_run_id"], run.info.run_id])
             mlflow.log_metrics({f"test_{k}": v for k, v in summary.items()}, model_id=info.get("mlflow_model_id"))
             mlflow.log_dict(report, "evaluation/classification_report.json")

@@ -60,7 +60,7 @@ def main() -> None:
     tags |= {"git.dirty": str(dirty).lower(), **({"dvc.data_version": split_version} if split_version else {})}
     name = run_name(params.data.dataset, params.train.model, tags["mlflow.source.git.commit"], tags.get("dvc.exp_name"))
     new_run = {} if run_id else {"run_name": name, "tags": tags}
-    source = params.data.path if params.data.dataset == "image_folder" else params.data.dataset
+    source = lineage.data_source(params.data)
     if not os.environ.get("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL"):
         mlflow.set_system_metrics_sampling_interval(2)  # seconds: MLflow's 10 would miss most of a lesson's run
     with tracking.stage_run(run_id, experiment_id=experiment_id, log_system_metrics=True, **new_run) as run:
