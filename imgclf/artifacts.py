@@ -48,12 +48,16 @@ def atomic_paths(paths: list[str | Path], suffix: str = "") -> Iterator[list[Pat
             temps.append(Path(tmp))
         yield temps
         for tmp, path in zip(temps, paths):
-            # mkstemp creates 0600; give the result the permissions a plain open() would.
-            os.chmod(tmp, 0o666 & ~_umask())
+            # mkstemp creates 0600; give the result the permissions a plain open() (or mkdir) would.
+            os.chmod(tmp, (0o777 if tmp.is_dir() else 0o666) & ~_umask())
+            if tmp.is_dir() and Path(path).is_dir():
+                shutil.rmtree(path)  # a folder output is the stage's own (DVC removes it before a run anyway)
             os.replace(tmp, path)
     finally:
         for tmp in temps:
-            if tmp.exists():
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+            elif tmp.exists():
                 tmp.unlink()
 
 
@@ -111,6 +115,16 @@ def png_bytes(figure) -> bytes:
 
 def bytes_writer(data: bytes) -> Callable[[Path], None]:
     return lambda path: Path(path).write_bytes(data)
+
+
+def folder_writer(files: dict[str, bytes]) -> Callable[[Path], None]:
+    """A folder output holding these files (none: an empty folder, which DVC tracks too)."""
+    def write(path: Path) -> None:
+        path.unlink()  # the temp file made for it; the output is a folder
+        path.mkdir()
+        for name, data in files.items():
+            (path / name).write_bytes(data)
+    return write
 
 
 def array_writer(array: np.ndarray) -> Callable[[Path], None]:

@@ -10,6 +10,7 @@ SPLIT_METRICS = Path("metrics/split.json")
 
 MODEL = Path("models/model.keras")
 MODEL_INFO = Path("models/model.json")
+ONNX_DIR = Path("models/onnx")  # model.onnx, when the model exports (imgclf.scoring); else empty
 TRAIN_METRICS = Path("metrics/train.json")
 HISTORY = Path("plots/history.csv")
 AUGMENTATION_PNG = Path("plots/augmentation.png")
@@ -28,7 +29,7 @@ OUTPUTS = {
     "download": (RAW_DIR,),
     "preprocess": (PROCESSED_DIR,),
     "split": (SPLIT_DIR, SPLIT_METRICS),
-    "train": (MODEL, MODEL_INFO, TRAIN_METRICS, HISTORY, AUGMENTATION_PNG),
+    "train": (MODEL, MODEL_INFO, ONNX_DIR, TRAIN_METRICS, HISTORY, AUGMENTATION_PNG),
     "evaluate": (EVAL_METRICS, CLASS_REPORT, CONFUSION, CONFUSION_PNG, MISTAKES_PNG, PREDICTIONS),
     "report": (REPORT_DIR,),
 }

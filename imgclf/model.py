@@ -5,9 +5,7 @@ from __future__ import annotations
 import re
 
 import keras
-import numpy as np
 
-from imgclf.artifacts import rows_per_chunk
 from imgclf.errors import PipelineError
 from imgclf.params import TrainParams
 
@@ -107,13 +105,6 @@ def _dense_head(units: tuple[int, ...], dropout: float, n_classes: int, train: T
         if dropout:
             layers.append(keras.layers.Dropout(dropout))
     return layers + [keras.layers.Dense(n_classes, activation="softmax")]
-
-
-def predict_proba(model: keras.Model, x: np.ndarray) -> np.ndarray:
-    """Class probabilities, a chunk of rows at a time (x may be a memory-mapped array larger than RAM)."""
-    chunk = rows_per_chunk(x.shape[1:], x.dtype)
-    return np.concatenate([model.predict(np.asarray(x[i:i + chunk]), batch_size=256, verbose=0)
-                           for i in range(0, len(x), chunk)])
 
 
 def _activation(train: TrainParams) -> keras.layers.Layer:

@@ -12,6 +12,7 @@ from imgclf import layout
 from imgclf.artifacts import read_json, write_json
 from imgclf.errors import PipelineError, run_stage
 from imgclf.images import PIXEL_SCALE, load_image
+from imgclf.scoring import Scorer, load_scorer, predict_proba
 
 
 def top_classes(probs: np.ndarray, class_names: list[str], k: int) -> list[tuple[str, float]]:
@@ -33,9 +34,9 @@ def prepare_batch(info: dict, images: list) -> np.ndarray:
     return batch
 
 
-def predict_files(model, info: dict, paths: list[str], k: int) -> dict[str, list[tuple[str, float]]]:
+def predict_files(score: Scorer, info: dict, paths: list[str], k: int) -> dict[str, list[tuple[str, float]]]:
     """Top-k classes for each image file, prepared exactly as the training images were."""
-    probs = model.predict(prepare_batch(info, paths), verbose=0)
+    probs = predict_proba(score, prepare_batch(info, paths))
     return {path: top_classes(row, info["class_names"], k) for path, row in zip(paths, probs)}
 
 
@@ -55,10 +56,8 @@ def main(argv: list[str] | None = None) -> None:
         raise PipelineError(f"no trained model at {args.model} (and {info_path}); run `dvc repro` first")
     if args.top < 1:
         raise PipelineError(f"--top must be at least 1, got {args.top}")
-    import keras  # after the checks: importing TensorFlow takes seconds
-
-    model = keras.models.load_model(args.model, safe_mode=True)
-    answers = predict_files(model, read_json(info_path), args.images, args.top)
+    info = read_json(info_path)
+    answers = predict_files(load_scorer(args.model, info), info, args.images, args.top)
     for path, ranked in answers.items():
         print(f"{path}: " + ", ".join(f"{name} ({p:.3f})" for name, p in ranked))
     if args.json:

@@ -3,7 +3,6 @@
 import contextlib
 import sys
 
-import keras
 import mlflow
 
 from imgclf import layout, lineage, tracking
@@ -20,11 +19,11 @@ from imgclf.artifacts import (
 )
 from imgclf.errors import run_stage
 from imgclf.metrics import confident_mistakes, confusion, confusion_records, per_class_report, summary_metrics
-from imgclf.model import predict_proba
 from imgclf.params import load_params
 from imgclf.plots import confusion_figure, image_grid_figure, prediction_captions
 from imgclf.registry import promote_champion
 from imgclf.run_page import DESCRIPTION_TAG, description
+from imgclf.scoring import load_scorer, predict_proba
 
 MISTAKES_SHOWN = 25
 
@@ -36,8 +35,7 @@ def main() -> None:
     meta = read_json(layout.meta_file(layout.SPLIT_DIR))
     class_names = meta["class_names"]
     with _evaluation_run(info["mlflow_run_id"]) as run:
-        model = keras.models.load_model(layout.MODEL, safe_mode=True)
-        probs = predict_proba(model, x_test)
+        probs = predict_proba(load_scorer(layout.MODEL, info), x_test)
         y_pred = probs.argmax(axis=1)
         summary = summary_metrics(y_true, probs)
         report = per_class_report(y_true, y_pred, class_names)

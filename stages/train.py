@@ -1,6 +1,7 @@
 """Stage train: fit the model on data/split, track the run in MLflow, then write the model and its records."""
 
 import os
+import sys
 from importlib.metadata import version
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from mlflow.models import infer_signature
 from imgclf import layout, lineage, tracking
 from imgclf.artifacts import (
     figure_writer,
+    folder_writer,
     json_writer,
     read_json,
     read_part,
@@ -31,6 +33,7 @@ from imgclf.params import flatten, load_params
 from imgclf.plots import augmentation_figure
 from imgclf.resume import Backup, run_key
 from imgclf.run_page import DESCRIPTION_TAG, description, run_name
+from imgclf.scoring import ONNX_NAME, export_onnx
 from imgclf.serving import log_photo_model
 from imgclf.training import class_weights, make_deterministic, train_network
 
@@ -103,9 +106,12 @@ def main() -> None:
         data_hint = lineage.checkout_hint(tags["mlflow.source.git.commit"], dirty, split_version,
                                           tags.get("dvc.exp_name"))
         mlflow.set_tag(DESCRIPTION_TAG, description(params.data.dataset, params.train.model, result.summary, data_hint))
+        # Evaluate and predict score the ONNX copy, without importing TensorFlow.
+        onnx, onnx_note = export_onnx(result.model, train[0])
+        mlflow.set_tag("scoring", "onnx" if onnx else "keras")
         info = {"dataset": params.data.dataset, "model": params.train.model, "class_names": class_names,
                 "input_shape": list(train[0].shape[1:]), "input_dtype": str(train[0].dtype),
-                "pixel_scale": pixel_scale, "class_weights": named_weights,
+                "pixel_scale": pixel_scale, "class_weights": named_weights, "onnx": onnx is not None,
                 "mlflow_run_id": run.info.run_id, "mlflow_model_id": logged.model_id,
                 "registered_model": params.mlflow.register_model, "registered_version": logged.registered_model_version,
                 "data_hint": data_hint}
@@ -113,6 +119,7 @@ def main() -> None:
         # and none of the stage's files is replaced.
         write_together({
             layout.MODEL: result.model.save,
+            layout.ONNX_DIR: folder_writer({ONNX_NAME: onnx} if onnx else {}),
             layout.MODEL_INFO: json_writer(info),
             layout.TRAIN_METRICS: json_writer(result.summary),
             layout.HISTORY: text_writer(rows_to_csv(result.rows)),
@@ -123,6 +130,10 @@ def main() -> None:
     if result.samples_per_second is not None:
         print(f"train: fit {result.samples_seen} samples in {result.fit_seconds:.2f} s "
               f"({result.samples_per_second:.0f} samples/s)")
+    if onnx:
+        print(f"train: model {onnx_note}")
+    else:
+        print(f"warning: model {onnx_note}; evaluate and predict load TensorFlow to score it", file=sys.stderr)
     print(f"train: {result.summary} {result.tags} (MLflow run {run.info.run_id})")
 
 

@@ -3,7 +3,17 @@ import hashlib
 import numpy as np
 import pytest
 
-from imgclf.artifacts import RowWriter, atomic_dir, read_json, read_part, rows_per_chunk, write_json, write_part
+from imgclf.artifacts import (
+    RowWriter,
+    atomic_dir,
+    folder_writer,
+    read_json,
+    read_part,
+    rows_per_chunk,
+    write_json,
+    write_part,
+    write_together,
+)
 
 
 def test_writes_round_trip(tmp_path):
@@ -116,3 +126,21 @@ def test_staging_files_of_a_killed_write_are_removed_and_git_ignored(tmp_path):
     remove_staging(out, tmp_path / "data" / "split")
     assert not temp.exists() and not leftover_dir.exists()
     assert user_file.read_text() == "mine"  # only staging names of these outputs go
+
+
+def test_a_folder_output_is_replaced_whole_or_not_at_all(tmp_path):
+    out = tmp_path / "models" / "onnx"
+    write_together({out: folder_writer({"model.onnx": b"first"})})
+    assert [p.name for p in out.iterdir()] == ["model.onnx"]
+
+    def fail(path):
+        raise RuntimeError("export failed")
+
+    with pytest.raises(RuntimeError):
+        write_together({out: folder_writer({"model.onnx": b"second"}), tmp_path / "model.json": fail})
+    assert (out / "model.onnx").read_bytes() == b"first" and not (tmp_path / "model.json").exists()
+    assert sorted(p.name for p in out.parent.iterdir()) == ["onnx"]  # no staging folder left
+
+    write_together({out: folder_writer({})})  # a model that did not export: an empty folder
+    assert out.is_dir() and not list(out.iterdir())
+    assert oct(out.stat().st_mode & 0o111) != "0o0"  # a folder one can enter, not a 0600 temp file's mode

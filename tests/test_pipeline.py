@@ -143,6 +143,26 @@ def test_predict_agrees_with_evaluate(repo):
     assert re.match(rf"digit\.png: {expected} \(", out), out
 
 
+def test_evaluate_and_predict_score_the_onnx_copy_without_tensorflow(repo, project):
+    import keras
+
+    assert json.loads((repo / "models/model.json").read_text())["onnx"] is True
+    assert mlflow_runs(repo)[0].get_run(project.run_id).data.tags["scoring"] == "onnx"
+    before = (repo / "metrics/eval.json").read_text()
+    evaluate = run(repo, sys.executable, "-X", "importtime", "-m", "stages.evaluate")
+    imported = [line.rsplit("|", 1)[-1].strip() for line in evaluate.stderr.splitlines() if "|" in line]
+    assert "onnxruntime" in imported and not [m for m in imported if m.split(".")[0] in ("tensorflow", "keras")]
+    assert (repo / "metrics/eval.json").read_text() == before
+    # the same probabilities as the Keras model train saved
+    keras_probs = keras.models.load_model(repo / "models/model.keras").predict(
+        np.load(repo / "data/split/test_x.npy"), verbose=0)
+    probs = np.load(repo / "data/predictions/test_probs.npy")
+    np.testing.assert_allclose(probs, keras_probs, atol=1e-5)
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(repo / "blank.png")
+    predict = run(repo, sys.executable, "-X", "importtime", "-m", "imgclf.predict", "blank.png")
+    assert "tensorflow" not in predict.stderr and predict.stdout.startswith("blank.png: ")
+
+
 def test_same_params_give_identical_metrics(repo):
     before = {p: (repo / p).read_text() for p in ("metrics/eval.json", "metrics/train.json", "plots/history.csv")}
     dvc(repo, "repro", "--force", "--single-item", "train")

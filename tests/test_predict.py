@@ -46,11 +46,15 @@ def _tiny_model(tmp_path):
     return model, info
 
 
+def _keras(model):
+    return lambda x: model.predict(x, verbose=0)
+
+
 def test_predict_prepares_files_as_training_did(tmp_path):
     model, info = _tiny_model(tmp_path)
     pixels = np.random.default_rng(2).integers(0, 256, (4, 4), dtype=np.uint8)
     Image.fromarray(pixels, "L").save(tmp_path / "x.png")
-    answers = predict_files(model, info, [str(tmp_path / "x.png")], k=3)
+    answers = predict_files(_keras(model), info, [str(tmp_path / "x.png")], k=3)
     direct = model.predict(pixels[None, ..., None], verbose=0)[0]
     ranked = answers[str(tmp_path / "x.png")]
     assert [name for name, _ in ranked] == [info["class_names"][i] for i in np.argsort(-direct)]
@@ -79,7 +83,7 @@ def test_a_model_of_the_old_unit_range_contract_is_refused(tmp_path):
     Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "x.png")
     old = {k: v for k, v in info.items() if k not in ("input_dtype", "pixel_scale")}
     with pytest.raises(PipelineError, match="older version.*retrain"):
-        predict_files(model, old, [str(tmp_path / "x.png")], k=1)
+        predict_files(_keras(model), old, [str(tmp_path / "x.png")], k=1)
 
 
 def test_a_model_of_other_stored_pixels_gets_the_file_on_its_own_scale(tmp_path):
@@ -90,7 +94,7 @@ def test_a_model_of_other_stored_pixels_gets_the_file_on_its_own_scale(tmp_path)
     info = {"class_names": ["a", "b", "c"], "input_shape": [4, 4, 1], "input_dtype": "uint8", "pixel_scale": 1 / 16}
     pixels = np.random.default_rng(4).integers(0, 256, (4, 4), dtype=np.uint8)
     Image.fromarray(pixels, "L").save(tmp_path / "x.png")
-    (ranked,) = predict_files(model, info, [str(tmp_path / "x.png")], k=3).values()
+    (ranked,) = predict_files(_keras(model), info, [str(tmp_path / "x.png")], k=3).values()
     # the 0..16 pixels the model takes, the same [0, 1] image inside it
     unit = model.predict((pixels.astype(np.float32) * 16 / 255)[None, ..., None], verbose=0)[0]
     assert [p for _, p in ranked] == pytest.approx(sorted(unit, reverse=True), abs=1e-6)

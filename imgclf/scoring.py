@@ -1,0 +1,86 @@
+"""A trained model's class probabilities, with ONNX Runtime where train exported the model.
+
+Evaluate and predict score thousands of images in milliseconds, but importing TensorFlow to do
+it takes 5-8 s. Train exports the Keras model to ONNX (Keras's own `model.export(format="onnx")`)
+and keeps the copy only when ONNX Runtime gives Keras's probabilities on the validation images;
+a model that does not export (or an older one) is scored by Keras, with the same result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import tempfile
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from imgclf.artifacts import rows_per_chunk
+from imgclf.errors import PipelineError
+
+ONNX_NAME = "model.onnx"
+# float32 arithmetic in another order than TensorFlow's: probabilities differ by about 1e-7.
+TOLERANCE = 1e-5
+CHECK_ROWS = 256
+
+Scorer = Callable[[np.ndarray], np.ndarray]
+
+
+def onnx_path(model: Path) -> Path:
+    """Where the ONNX copy of `model` (models/model.keras) lies: models/onnx/model.onnx."""
+    return model.parent / "onnx" / ONNX_NAME
+
+
+def export_onnx(model, check: np.ndarray) -> tuple[bytes | None, str]:
+    """The model as ONNX bytes, or None when it cannot be exported or ONNX Runtime disagrees with
+    Keras on `check` (a few stored images); the second value says which, for the log."""
+    check = np.asarray(check[:CHECK_ROWS])
+    expected = model.predict(check, verbose=0)  # before the export, which needs a model that was called
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / ONNX_NAME
+        try:
+            # tf2onnx prints its progress and warns about NumPy 2; neither concerns the user.
+            with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+                warnings.simplefilter("ignore")
+                model.export(str(path), format="onnx", verbose=False)
+            got = predict_proba(_onnx_scorer(path), check)
+        except Exception as exc:  # tf2onnx fails on some layers (e.g. EfficientNet's Normalization)
+            return None, f"not exported to ONNX ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+        difference = float(np.abs(got - expected).max())
+        if difference > TOLERANCE:
+            return None, f"not exported to ONNX (its probabilities differ from Keras's by {difference:.2g})"
+        return path.read_bytes(), f"exported to ONNX (probabilities at most {difference:.1g} from Keras's)"
+
+
+def load_scorer(model: Path, info: dict) -> Scorer:
+    """Probabilities for a batch of stored images: from the ONNX copy when train made one, else from Keras."""
+    if info.get("onnx"):
+        path = onnx_path(model)
+        if not path.exists():
+            raise PipelineError(f"{path} is missing beside {model}; restore it with `dvc checkout` "
+                                "or retrain with `dvc repro --force train`")
+        return _onnx_scorer(path)
+    import keras  # only here: importing TensorFlow takes seconds
+
+    network = keras.models.load_model(model, safe_mode=True)
+    return lambda x: network.predict(x, batch_size=256, verbose=0)
+
+
+def _onnx_scorer(path: Path) -> Scorer:
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [spec.name for spec in session.get_inputs()]
+    if len(names) != 1:  # tf2onnx can leave a layer's constants as inputs (EfficientNet's Normalization)
+        raise ValueError(f"the ONNX graph takes {len(names)} inputs, not the image alone")
+    (name,) = names
+    # Keras casts stored pixels (uint8) to float32 as it takes them in; so does this.
+    return lambda x: session.run(None, {name: np.asarray(x, dtype=np.float32)})[0]
+
+
+def predict_proba(score: Scorer, x: np.ndarray) -> np.ndarray:
+    """Class probabilities, a chunk of rows at a time (x may be a memory-mapped array larger than RAM)."""
+    chunk = rows_per_chunk(x.shape[1:], np.float32)
+    return np.concatenate([score(np.asarray(x[i:i + chunk])) for i in range(0, len(x), chunk)])
