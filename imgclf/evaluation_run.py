@@ -1,0 +1,74 @@
+"""Evaluate's MLflow records: one run per evaluation, nested under the model's training run.
+
+Kept apart from the scoring (imgclf.evaluation) so that evaluate imports MLflow while a second
+process scores the test split.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+
+import mlflow
+
+from imgclf import layout, lineage, tracking
+from imgclf.artifacts import file_md5, read_part
+from imgclf.evaluation import Scored
+from imgclf.params import load_params
+from imgclf.registry import promote_champion
+from imgclf.run_page import DESCRIPTION_TAG, description
+
+
+@contextlib.contextmanager
+def evaluation_run(run_id: str):
+    """One MLflow run per evaluation, nested under the model's training run, which stays as it finished.
+
+    A model DVC restored from its run-cache may meet another test set than the one it was first
+    scored on; each evaluation keeps its own metrics, tagged with the test files' DVC hashes.
+    Yields None (after a warning) when the store no longer holds the training run.
+    """
+    trained = tracking.find_run(run_id)
+    if trained is None:
+        # The metrics files are still written; only the MLflow copy is missing (e.g. mlflow.db was deleted).
+        print(f"warning: MLflow run {run_id} of this model is not in {mlflow.get_tracking_uri()} (or is deleted); "
+              "test metrics are not logged there. To track them, retrain: dvc repro --force --single-item train",
+              file=sys.stderr)
+        yield None
+        return
+    test_md5 = {name: file_md5(path) for name, path in zip(("x", "y"), layout.part_files(layout.SPLIT_DIR, "test"))}
+    earlier = tracking.evaluations_of(trained)
+    tracking.close_stale_runs(trained.info.experiment_id)
+    with tracking.stage_run(experiment_id=trained.info.experiment_id, parent_run_id=run_id,
+                            run_name=f"{trained.info.run_name} · test {test_md5['x'][:8]}",
+                            tags=tracking.evaluation_tags(trained, test_md5)) as run:
+        yield run
+    if earlier:
+        print(f"note: this model was trained earlier, in MLflow run {run_id} ({trained.info.run_name}), and "
+              f"scored {len(earlier)} time(s) before (a DVC run-cache restore, or evaluate rerun on its own); "
+              f"this evaluation is a run of its own, {run.info.run_id}")
+    print(f"evaluate: logged as MLflow run {run.info.run_id}, nested under training run {run_id}")
+
+
+
+def log_evaluation(run, info: dict, scored: Scored, class_names: list[str]) -> None:
+    """Test metrics, report, confusion matrix and figures on the evaluation's run; the test set as a
+    dataset input of it and of the model's run; the model's run page; the champion alias."""
+    summary = scored.summary
+    lineage.log_part("test", read_part(layout.SPLIT_DIR, "test"), lineage.data_source(load_params(layout.PARAMS).data),
+                     [info["mlflow_run_id"], run.info.run_id])
+    mlflow.log_metrics({f"test_{k}": v for k, v in summary.items()}, model_id=info.get("mlflow_model_id"))
+    mlflow.log_dict(scored.report, "evaluation/classification_report.json")
+    mlflow.log_dict({"labels": class_names, "matrix": scored.matrix.tolist()}, "evaluation/confusion_matrix.json")
+    for path, png in scored.figures.items():
+        tracking.log_bytes(png, f"evaluation/{path.name}")
+    # The model's run page tells its whole story: training, test metrics, confusion matrix.
+    trained = mlflow.get_run(info["mlflow_run_id"]).data.metrics
+    headline = {**{k: trained[f"final_{k}"] for k in ("val_loss", "val_accuracy") if f"final_{k}" in trained},
+                **{f"test_{k}": v for k, v in summary.items()}}
+    mlflow.MlflowClient().set_tag(info["mlflow_run_id"], DESCRIPTION_TAG, description(
+        info["dataset"], info["model"], headline, info.get("data_hint", ""), class_names, scored.matrix,
+        test_digest=run.data.tags["test.x.md5"]))
+    if info.get("registered_version") and promote_champion(
+            info["registered_model"], info["registered_version"], summary["accuracy"]):
+        print(f"evaluate: {info['registered_model']} version {info['registered_version']} is the champion "
+              f"(test accuracy {summary['accuracy']})")
