@@ -39,6 +39,7 @@ def atomic_paths(paths: list[str | Path], suffix: str = "") -> Iterator[list[Pat
     by side, and DVC then records nothing in dvc.lock, so the next `dvc repro` reruns the stage.
     """
     temps: list[Path] = []
+    replaced: list[Path] = []  # folders this write replaces: moved aside, removed once all is in place
     try:
         for path in map(Path, paths):
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -51,9 +52,14 @@ def atomic_paths(paths: list[str | Path], suffix: str = "") -> Iterator[list[Pat
             # mkstemp creates 0600; give the result the permissions a plain open() (or mkdir) would.
             os.chmod(tmp, (0o777 if tmp.is_dir() else 0o666) & ~_umask())
             if tmp.is_dir() and Path(path).is_dir():
-                shutil.rmtree(path)  # a folder output is the stage's own (DVC removes it before a run anyway)
+                # A folder output is the stage's own (DVC removes it before a run anyway); a rename
+                # aside, not a removal, so that it is never missing while the old files are still in place.
+                replaced.append(Path(tempfile.mkdtemp(prefix=_staging_prefix(Path(path)), dir=Path(path).parent)))
+                os.replace(path, replaced[-1])
             os.replace(tmp, path)
     finally:
+        for folder in replaced:
+            shutil.rmtree(folder, ignore_errors=True)
         for tmp in temps:
             if tmp.is_dir():
                 shutil.rmtree(tmp, ignore_errors=True)

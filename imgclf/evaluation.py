@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import signal
 import sys
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +19,7 @@ import numpy as np
 
 from imgclf import layout
 from imgclf.artifacts import png_bytes, read_json, read_part
+from imgclf.errors import PipelineError
 from imgclf.metrics import confident_mistakes, confusion, confusion_records, per_class_report, summary_metrics
 from imgclf.plots import confusion_figure, image_grid_figure, prediction_captions
 from imgclf.scoring import load_scorer, predict_proba
@@ -34,6 +35,7 @@ class Scored:
     matrix: np.ndarray
     records: list[dict]
     figures: dict[Path, bytes]  # PNGs, rendered once for their files and for MLflow
+    runtime: str  # what scored the model: "onnx" (its ONNX copy) or "keras"
 
 
 def score_test_split(info: dict) -> Scored:
@@ -41,7 +43,8 @@ def score_test_split(info: dict) -> Scored:
     x_test, y_true = read_part(layout.SPLIT_DIR, "test")
     meta = read_json(layout.meta_file(layout.SPLIT_DIR))
     class_names = meta["class_names"]
-    probs = predict_proba(load_scorer(layout.MODEL, info), x_test)
+    score, runtime = load_scorer(layout.MODEL, info)
+    probs = predict_proba(score, x_test)
     y_pred = probs.argmax(axis=1)
     matrix = confusion(y_true, y_pred, len(class_names))
     mistakes = confident_mistakes(y_true, probs, MISTAKES_SHOWN)
@@ -51,24 +54,65 @@ def score_test_split(info: dict) -> Scored:
                layout.MISTAKES_PNG: png_bytes(image_grid_figure(shown, titles, colors,
                                                                 title="Most confident mistakes"))}
     return Scored(probs, summary_metrics(y_true, probs), per_class_report(y_true, y_pred, class_names), matrix,
-                  confusion_records(y_true, y_pred, class_names), figures)
+                  confusion_records(y_true, y_pred, class_names), figures, runtime)
 
 
 @contextlib.contextmanager
-def in_background(work: Callable, *args) -> Iterator[Future]:
+def in_background(work: Callable, *args) -> Iterator[Background]:
     """work(*args) in a forked child process, on the other core, while the caller goes on.
 
     Forked, not spawned: the child starts in milliseconds with what is imported so far, and
-    the caller must not have started threads or imported MLflow yet. Elsewhere than Linux, where
-    fork is unsafe or missing, the work runs here first.
+    the caller must not have started threads or imported MLflow yet. When the caller fails or is
+    stopped first, the child is stopped too. Elsewhere than Linux, where fork is unsafe or
+    missing, the work runs here first.
     """
     if sys.platform != "linux":
-        done: Future = Future()
-        try:
-            done.set_result(work(*args))
-        except Exception as exc:
-            done.set_exception(exc)
-        yield done
+        yield Background(None, None, work, args)
         return
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
-        yield pool.submit(work, *args)
+    context = multiprocessing.get_context("fork")
+    receiving, sending = context.Pipe(duplex=False)
+    child = context.Process(target=_child, args=(sending, work, args), name="evaluate-scoring", daemon=True)
+    child.start()
+    sending.close()
+    try:
+        yield Background(child, receiving, work, args)
+    finally:
+        if child.is_alive():
+            child.terminate()  # the caller is done with it, or gave up: not a moment more of its time
+        child.join()
+        receiving.close()
+
+
+class Background:
+    """The result of in_background's work, when asked for."""
+
+    def __init__(self, child, receiving, work: Callable, args: tuple):
+        self._child, self._receiving, self._work, self._args = child, receiving, work, args
+
+    def result(self):
+        if self._child is None:
+            return self._work(*self._args)
+        try:
+            failed, value = self._receiving.recv()
+        except EOFError:  # the child died without a word: killed (out of memory?) or crashed
+            self._child.join()
+            raise PipelineError(f"the scoring process ended with exit code {self._child.exitcode} before it "
+                                "answered (out of memory? see the kernel log: dmesg)") from None
+        if failed:
+            raise value
+        return value
+
+
+def _child(sending, work: Callable, args: tuple) -> None:
+    # The parent's handlers (run_stage turns SIGTERM into an exception) are not this process's.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which stops this one
+    try:
+        answer = (False, work(*args))
+    except Exception as exc:
+        answer = (True, exc)
+    try:
+        sending.send(answer)
+    except Exception as exc:  # an answer (or an error) that does not pickle
+        sending.send((True, PipelineError(f"the scoring process could not hand back its answer ({exc!r})")))
+    sending.close()

@@ -57,6 +57,7 @@ def log_evaluation(run, info: dict, scored: Scored, class_names: list[str]) -> N
     lineage.log_part("test", read_part(layout.SPLIT_DIR, "test"), lineage.data_source(load_params(layout.PARAMS).data),
                      [info["mlflow_run_id"], run.info.run_id])
     mlflow.log_metrics({f"test_{k}": v for k, v in summary.items()}, model_id=info.get("mlflow_model_id"))
+    mlflow.set_tag("scoring", scored.runtime)
     mlflow.log_dict(scored.report, "evaluation/classification_report.json")
     mlflow.log_dict({"labels": class_names, "matrix": scored.matrix.tolist()}, "evaluation/confusion_matrix.json")
     for path, png in scored.figures.items():

@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.top < 1:
         raise PipelineError(f"--top must be at least 1, got {args.top}")
     info = read_json(info_path)
-    answers = predict_files(load_scorer(args.model, info), info, args.images, args.top)
+    answers = predict_files(load_scorer(args.model, info)[0], info, args.images, args.top)
     for path, ranked in answers.items():
         print(f"{path}: " + ", ".join(f"{name} ({p:.3f})" for name, p in ranked))
     if args.json:

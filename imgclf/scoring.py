@@ -2,14 +2,17 @@
 
 Evaluate and predict score thousands of images in milliseconds, but importing TensorFlow to do
 it takes 5-8 s. Train exports the Keras model to ONNX (Keras's own `model.export(format="onnx")`)
-and keeps the copy only when ONNX Runtime gives Keras's probabilities on the validation images;
-a model that does not export (or an older one) is scored by Keras, with the same result.
+and keeps the copy only when ONNX Runtime gives Keras's probabilities on a sample of the training
+images; model.json records the copy's sha256, so a copy that is not this model's is never used.
+A model without a matching copy (one that does not export, or an older one) is scored by Keras.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
+import sys
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -18,9 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from imgclf.artifacts import rows_per_chunk
-from imgclf.errors import PipelineError
 
 ONNX_NAME = "model.onnx"
+EXPORT_NOTE = "export.json"  # beside it: whether the model exported, and why not
+BATCH = 256  # rows per ONNX Runtime call, as Keras's predict batches: activations stay small
 # float32 arithmetic in another order than TensorFlow's: probabilities differ by about 1e-7.
 TOLERANCE = 1e-5
 CHECK_ROWS = 256
@@ -29,8 +33,12 @@ Scorer = Callable[[np.ndarray], np.ndarray]
 
 
 def onnx_path(model: Path) -> Path:
-    """Where the ONNX copy of `model` (models/model.keras) lies: models/onnx/model.onnx."""
-    return model.parent / "onnx" / ONNX_NAME
+    """Where the ONNX copy of `model` lies: models/model.keras -> models/onnx/model.onnx."""
+    return model.parent / "onnx" / f"{model.stem}.onnx"
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def export_onnx(model, check: np.ndarray) -> tuple[bytes | None, str]:
@@ -46,26 +54,32 @@ def export_onnx(model, check: np.ndarray) -> tuple[bytes | None, str]:
                 warnings.simplefilter("ignore")
                 model.export(str(path), format="onnx", verbose=False)
             got = predict_proba(_onnx_scorer(path), check)
+            if got.shape != expected.shape:
+                raise ValueError(f"it gives shape {got.shape}, Keras {expected.shape}")
         except Exception as exc:  # tf2onnx fails on some layers (e.g. EfficientNet's Normalization)
             return None, f"not exported to ONNX ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
-        difference = float(np.abs(got - expected).max())
-        if difference > TOLERANCE:
+        if not np.allclose(got, expected, rtol=0, atol=TOLERANCE, equal_nan=True):
+            difference = float(np.abs(got - expected).max())  # nan when either has a nan
             return None, f"not exported to ONNX (its probabilities differ from Keras's by {difference:.2g})"
+        difference = float(np.abs(got - expected).max()) if got.size else 0.0
         return path.read_bytes(), f"exported to ONNX (probabilities at most {difference:.1g} from Keras's)"
 
 
-def load_scorer(model: Path, info: dict) -> Scorer:
-    """Probabilities for a batch of stored images: from the ONNX copy when train made one, else from Keras."""
-    if info.get("onnx"):
+def load_scorer(model: Path, info: dict) -> tuple[Scorer, str]:
+    """Probabilities for a batch of stored images, and the runtime giving them ("onnx" or "keras"):
+    the ONNX copy when it is the one train made for this model (its sha256 in model.json), else Keras."""
+    expected = info.get("onnx_sha256")
+    if expected:
         path = onnx_path(model)
-        if not path.exists():
-            raise PipelineError(f"{path} is missing beside {model}; restore it with `dvc checkout` "
-                                "or retrain with `dvc repro --force train`")
-        return _onnx_scorer(path)
+        if path.exists() and sha256(path.read_bytes()) == expected:
+            return _onnx_scorer(path), "onnx"
+        problem = "is missing" if not path.exists() else "is not the one train exported with it"
+        print(f"warning: {path} {problem}; scoring {model} with Keras (restore both with `dvc checkout`)",
+              file=sys.stderr)
     import keras  # only here: importing TensorFlow takes seconds
 
     network = keras.models.load_model(model, safe_mode=True)
-    return lambda x: network.predict(x, batch_size=256, verbose=0)
+    return (lambda x: network.predict(x, batch_size=BATCH, verbose=0)), "keras"
 
 
 def _onnx_scorer(path: Path) -> Scorer:
@@ -76,8 +90,12 @@ def _onnx_scorer(path: Path) -> Scorer:
     if len(names) != 1:  # tf2onnx can leave a layer's constants as inputs (EfficientNet's Normalization)
         raise ValueError(f"the ONNX graph takes {len(names)} inputs, not the image alone")
     (name,) = names
-    # Keras casts stored pixels (uint8) to float32 as it takes them in; so does this.
-    return lambda x: session.run(None, {name: np.asarray(x, dtype=np.float32)})[0]
+
+    def score(x: np.ndarray) -> np.ndarray:
+        # Keras casts stored pixels (uint8) to float32 as it takes them in; so does this.
+        return np.concatenate([session.run(None, {name: np.asarray(x[i:i + BATCH], dtype=np.float32)})[0]
+                               for i in range(0, len(x), BATCH)])
+    return score
 
 
 def predict_proba(score: Scorer, x: np.ndarray) -> np.ndarray:

@@ -1,5 +1,6 @@
 """Stage train: fit the model on data/split, track the run in MLflow, then write the model and its records."""
 
+import json
 import os
 import sys
 from importlib.metadata import version
@@ -33,7 +34,7 @@ from imgclf.params import flatten, load_params
 from imgclf.plots import augmentation_figure
 from imgclf.resume import Backup, run_key
 from imgclf.run_page import DESCRIPTION_TAG, description, run_name
-from imgclf.scoring import ONNX_NAME, export_onnx
+from imgclf.scoring import EXPORT_NOTE, ONNX_NAME, export_onnx, sha256
 from imgclf.serving import log_photo_model
 from imgclf.training import class_weights, make_deterministic, train_network
 
@@ -109,9 +110,12 @@ def main() -> None:
         # Evaluate and predict score the ONNX copy, without importing TensorFlow.
         onnx, onnx_note = export_onnx(result.model, train[0])
         mlflow.set_tag("scoring", "onnx" if onnx else "keras")
+        onnx_files = {EXPORT_NOTE: json.dumps({"exported": onnx is not None, "note": onnx_note}).encode(),
+                      **({ONNX_NAME: onnx} if onnx else {})}
         info = {"dataset": params.data.dataset, "model": params.train.model, "class_names": class_names,
                 "input_shape": list(train[0].shape[1:]), "input_dtype": str(train[0].dtype),
-                "pixel_scale": pixel_scale, "class_weights": named_weights, "onnx": onnx is not None,
+                "pixel_scale": pixel_scale, "class_weights": named_weights,
+                "onnx_sha256": sha256(onnx) if onnx else None,
                 "mlflow_run_id": run.info.run_id, "mlflow_model_id": logged.model_id,
                 "registered_model": params.mlflow.register_model, "registered_version": logged.registered_model_version,
                 "data_hint": data_hint}
@@ -119,7 +123,7 @@ def main() -> None:
         # and none of the stage's files is replaced.
         write_together({
             layout.MODEL: result.model.save,
-            layout.ONNX_DIR: folder_writer({ONNX_NAME: onnx} if onnx else {}),
+            layout.ONNX_DIR: folder_writer(onnx_files),
             layout.MODEL_INFO: json_writer(info),
             layout.TRAIN_METRICS: json_writer(result.summary),
             layout.HISTORY: text_writer(rows_to_csv(result.rows)),

@@ -6,6 +6,7 @@ tests pass in any order and each one may change params, outputs or commits freel
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import sys
@@ -146,8 +147,12 @@ def test_predict_agrees_with_evaluate(repo):
 def test_evaluate_and_predict_score_the_onnx_copy_without_tensorflow(repo, project):
     import keras
 
-    assert json.loads((repo / "models/model.json").read_text())["onnx"] is True
-    assert mlflow_runs(repo)[0].get_run(project.run_id).data.tags["scoring"] == "onnx"
+    onnx = (repo / "models/onnx/model.onnx").read_bytes()
+    assert json.loads((repo / "models/model.json").read_text())["onnx_sha256"] == hashlib.sha256(onnx).hexdigest()
+    assert json.loads((repo / "models/onnx/export.json").read_text())["exported"] is True
+    client, runs = mlflow_runs(repo)
+    assert client.get_run(project.run_id).data.tags["scoring"] == "onnx"
+    assert {r.data.tags["scoring"] for r in evaluations(runs, project.run_id)} == {"onnx"}
     before = (repo / "metrics/eval.json").read_text()
     evaluate = run(repo, sys.executable, "-X", "importtime", "-m", "stages.evaluate")
     imported = [line.rsplit("|", 1)[-1].strip() for line in evaluate.stderr.splitlines() if "|" in line]

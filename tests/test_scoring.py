@@ -5,11 +5,9 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import pytest
 import tensorflow as tf
 
 from imgclf import scoring
-from imgclf.errors import PipelineError
 from imgclf.model import normalization
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -32,7 +30,7 @@ def _saved(tmp_path, model, onnx: bytes | None) -> tuple[Path, dict]:
     if onnx is not None:
         scoring.onnx_path(path).parent.mkdir()
         scoring.onnx_path(path).write_bytes(onnx)
-    return path, {"onnx": onnx is not None}
+    return path, {"onnx_sha256": scoring.sha256(onnx) if onnx is not None else None}
 
 
 def test_the_onnx_copy_scores_as_keras_does_without_importing_tensorflow(tmp_path):
@@ -44,32 +42,35 @@ def test_the_onnx_copy_scores_as_keras_does_without_importing_tensorflow(tmp_pat
     np.save(tmp_path / "keras.npy", model.predict(x, verbose=0))
     # A fresh interpreter, as evaluate and predict are: TensorFlow must not be imported at all.
     code = (f"import json, sys, numpy as np; from imgclf import scoring; "
-            f"score = scoring.load_scorer(__import__('pathlib').Path({str(path)!r}), {info!r}); "
+            f"score, runtime = scoring.load_scorer(__import__('pathlib').Path({str(path)!r}), {info!r}); "
             f"p = scoring.predict_proba(score, np.load({str(tmp_path / 'x.npy')!r})); "
             f"print(json.dumps([float(np.abs(p - np.load({str(tmp_path / 'keras.npy')!r})).max()), "
-            f"'tensorflow' in sys.modules, 'keras' in sys.modules]))")
+            f"'tensorflow' in sys.modules, 'keras' in sys.modules, runtime]))")
     out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT, capture_output=True, text=True, check=True)
-    difference, tensorflow, keras_imported = json.loads(out.stdout.strip().splitlines()[-1])
-    assert difference <= scoring.TOLERANCE
+    difference, tensorflow, keras_imported, runtime = json.loads(out.stdout.strip().splitlines()[-1])
+    assert difference <= scoring.TOLERANCE and runtime == "onnx"
     assert not tensorflow and not keras_imported
 
 
 def test_a_model_without_an_onnx_copy_is_scored_by_keras(tmp_path):
     model, x = _model(), _stored(10)
     path, info = _saved(tmp_path, model, None)
-    np.testing.assert_array_equal(scoring.predict_proba(scoring.load_scorer(path, info), x),
-                                  model.predict(x, verbose=0))
-    # An older model.json has no "onnx" entry: Keras, too.
-    assert scoring.predict_proba(scoring.load_scorer(path, {}), x).shape == (10, 4)
+    score, runtime = scoring.load_scorer(path, info)
+    assert runtime == "keras"
+    np.testing.assert_array_equal(scoring.predict_proba(score, x), model.predict(x, verbose=0))
+    # An older model.json has no "onnx_sha256" entry: Keras, too.
+    assert scoring.load_scorer(path, {})[1] == "keras"
 
 
-def test_a_missing_onnx_copy_is_a_clear_error(tmp_path):
-    model = _model()
-    onnx, _ = scoring.export_onnx(model, _stored(4))
-    path, info = _saved(tmp_path, model, onnx)
+def test_an_onnx_copy_that_is_missing_or_another_models_is_not_used(tmp_path, capsys):
+    model, other, x = _model(0), _model(1), _stored(10)
+    path, info = _saved(tmp_path, model, scoring.export_onnx(model, x)[0])
+    scoring.onnx_path(path).write_bytes(scoring.export_onnx(other, x)[0])  # e.g. a partial dvc checkout
+    score, runtime = scoring.load_scorer(path, info)
+    assert runtime == "keras" and "is not the one train exported with it" in capsys.readouterr().err
+    np.testing.assert_array_equal(scoring.predict_proba(score, x), model.predict(x, verbose=0))
     scoring.onnx_path(path).unlink()
-    with pytest.raises(PipelineError, match="model.onnx is missing.*dvc checkout"):
-        scoring.load_scorer(path, info)
+    assert scoring.load_scorer(path, info)[1] == "keras" and "is missing" in capsys.readouterr().err
 
 
 def test_a_model_onnx_cannot_express_is_left_to_keras(tmp_path):
@@ -80,17 +81,35 @@ def test_a_model_onnx_cannot_express_is_left_to_keras(tmp_path):
     assert onnx is None and note.startswith("not exported to ONNX")
 
 
+def _skewed(monkeypatch, change) -> None:
+    """ONNX Runtime's probabilities, changed: a copy that does not compute what Keras does."""
+    real = scoring._onnx_scorer
+
+    def scorer(path):
+        score = real(path)
+        return lambda x: change(score(x))
+    monkeypatch.setattr(scoring, "_onnx_scorer", scorer)
+
+
 def test_an_onnx_copy_that_disagrees_with_keras_is_not_kept(monkeypatch):
-    monkeypatch.setattr(scoring, "TOLERANCE", -1.0)  # any difference, even none, is too much
+    _skewed(monkeypatch, lambda probs: probs + 1e-3)
     onnx, note = scoring.export_onnx(_model(), _stored(8))
-    assert onnx is None and "differ from Keras's" in note
+    assert onnx is None and "differ from Keras's by 0.001" in note
+
+
+def test_an_onnx_copy_that_gives_nan_is_not_kept(monkeypatch):
+    _skewed(monkeypatch, lambda probs: probs * np.nan)
+    onnx, note = scoring.export_onnx(_model(), _stored(8))
+    assert onnx is None and "differ from Keras's by nan" in note
 
 
 def test_probabilities_are_the_same_whatever_the_chunk(tmp_path, monkeypatch):
     model, x = _model(), _stored(50)
-    onnx, _ = scoring.export_onnx(model, x)
-    path, info = _saved(tmp_path, model, onnx)
-    score = scoring.load_scorer(path, info)
+    path, info = _saved(tmp_path, model, scoring.export_onnx(model, x)[0])
+    score, _ = scoring.load_scorer(path, info)
     whole = scoring.predict_proba(score, x)
+    sizes = []
     monkeypatch.setattr(scoring, "rows_per_chunk", lambda *args, **kwargs: 7)
-    np.testing.assert_array_equal(scoring.predict_proba(score, x), whole)
+    chunked = scoring.predict_proba(lambda rows: sizes.append(len(rows)) or score(rows), x)
+    assert sizes == [7] * 7 + [1]
+    np.testing.assert_array_equal(chunked, whole)
