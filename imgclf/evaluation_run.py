@@ -49,7 +49,6 @@ def evaluation_run(run_id: str):
     print(f"evaluate: logged as MLflow run {run.info.run_id}, nested under training run {run_id}")
 
 
-
 def log_evaluation(run, info: dict, scored: Scored, class_names: list[str]) -> None:
     """Test metrics, report, confusion matrix and figures on the evaluation's run; the test set as a
     dataset input of it and of the model's run; the model's run page; the champion alias."""

@@ -20,9 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+from imgclf import layout
 from imgclf.artifacts import rows_per_chunk
 
-ONNX_NAME = "model.onnx"
+ONNX_NAME = f"{layout.MODEL.stem}.onnx"  # in layout.ONNX_DIR: where onnx_path looks for the model's copy
 EXPORT_NOTE = "export.json"  # beside it: whether the model exported, and why not
 BATCH = 256  # rows per ONNX Runtime call, as Keras's predict batches: activations stay small
 # float32 arithmetic in another order than TensorFlow's: probabilities differ by about 1e-7.
@@ -34,7 +35,7 @@ Scorer = Callable[[np.ndarray], np.ndarray]
 
 def onnx_path(model: Path) -> Path:
     """Where the ONNX copy of `model` lies: models/model.keras -> models/onnx/model.onnx."""
-    return model.parent / "onnx" / f"{model.stem}.onnx"
+    return model.parent / layout.ONNX_DIR.name / f"{model.stem}.onnx"
 
 
 def sha256(data: bytes) -> str:
@@ -53,16 +54,16 @@ def export_onnx(model, check: np.ndarray) -> tuple[bytes | None, str]:
             with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
                 warnings.simplefilter("ignore")
                 model.export(str(path), format="onnx", verbose=False)
-            got = predict_proba(_onnx_scorer(path), check)
+            onnx = path.read_bytes()
+            got = predict_proba(_onnx_scorer(onnx), check)
             if got.shape != expected.shape:
                 raise ValueError(f"it gives shape {got.shape}, Keras {expected.shape}")
         except Exception as exc:  # tf2onnx fails on some layers (e.g. EfficientNet's Normalization)
             return None, f"not exported to ONNX ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
-        if not np.allclose(got, expected, rtol=0, atol=TOLERANCE, equal_nan=True):
-            difference = float(np.abs(got - expected).max())  # nan when either has a nan
-            return None, f"not exported to ONNX (its probabilities differ from Keras's by {difference:.2g})"
-        difference = float(np.abs(got - expected).max()) if got.size else 0.0
-        return path.read_bytes(), f"exported to ONNX (probabilities at most {difference:.1g} from Keras's)"
+    difference = float(np.abs(got - expected).max()) if got.size else 0.0  # nan when either has a nan
+    if not np.allclose(got, expected, rtol=0, atol=TOLERANCE, equal_nan=True):
+        return None, f"not exported to ONNX (its probabilities differ from Keras's by {difference:.2g})"
+    return onnx, f"exported to ONNX (probabilities at most {difference:.1g} from Keras's)"
 
 
 def load_scorer(model: Path, info: dict) -> tuple[Scorer, str]:
@@ -71,9 +72,10 @@ def load_scorer(model: Path, info: dict) -> tuple[Scorer, str]:
     expected = info.get("onnx_sha256")
     if expected:
         path = onnx_path(model)
-        if path.exists() and sha256(path.read_bytes()) == expected:
-            return _onnx_scorer(path), "onnx"
-        problem = "is missing" if not path.exists() else "is not the one train exported with it"
+        onnx = path.read_bytes() if path.exists() else None
+        if onnx is not None and sha256(onnx) == expected:
+            return _onnx_scorer(onnx), "onnx"
+        problem = "is missing" if onnx is None else "is not the one train exported with it"
         print(f"warning: {path} {problem}; scoring {model} with Keras (restore both with `dvc checkout`)",
               file=sys.stderr)
     import keras  # only here: importing TensorFlow takes seconds
@@ -82,10 +84,10 @@ def load_scorer(model: Path, info: dict) -> tuple[Scorer, str]:
     return (lambda x: network.predict(x, batch_size=BATCH, verbose=0)), "keras"
 
 
-def _onnx_scorer(path: Path) -> Scorer:
+def _onnx_scorer(onnx: bytes) -> Scorer:
     import onnxruntime
 
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = onnxruntime.InferenceSession(onnx, providers=["CPUExecutionProvider"])
     names = [spec.name for spec in session.get_inputs()]
     if len(names) != 1:  # tf2onnx can leave a layer's constants as inputs (EfficientNet's Normalization)
         raise ValueError(f"the ONNX graph takes {len(names)} inputs, not the image alone")

@@ -85,8 +85,8 @@ def _skewed(monkeypatch, change) -> None:
     """ONNX Runtime's probabilities, changed: a copy that does not compute what Keras does."""
     real = scoring._onnx_scorer
 
-    def scorer(path):
-        score = real(path)
+    def scorer(onnx):
+        score = real(onnx)
         return lambda x: change(score(x))
     monkeypatch.setattr(scoring, "_onnx_scorer", scorer)
 
