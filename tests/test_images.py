@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
+from imgclf import images
 from imgclf.images import BadImageError, load_image
 from tests.conftest import photo
 
@@ -51,16 +52,40 @@ def test_unreadable_files_raise_bad_image(tmp_path, content, why):
         load_image(path, (8, 8), 3)
 
 
-def test_jpeg_is_decoded_at_reduced_size_close_to_a_full_decode(tmp_path):
-    """The decoder's 1/2 scale for a 400x533 photo to 150x150: close to decoding every pixel."""
-    rng = np.random.default_rng(3)
-    smooth = Image.fromarray(rng.integers(0, 256, (14, 10, 3), dtype=np.uint8)).resize((400, 533), Image.BICUBIC)
-    smooth.save(tmp_path / "photo.jpg", quality=90)
-    with Image.open(tmp_path / "photo.jpg") as image:
-        image.draft(None, (150, 150))
-        assert image.size == (200, 267)  # what load_image asks the decoder for
+def _smooth_photo(seed: int, mode: str = "RGB") -> Image.Image:
+    """A 400x533 photo without symmetry: any wrong turn or flip moves most of its pixels."""
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (14, 10, 3), dtype=np.uint8)).resize(
+        (400, 533), Image.BICUBIC).convert(mode)
+
+
+def test_jpeg_is_decoded_at_reduced_size_close_to_a_full_decode(tmp_path, monkeypatch):
+    """A 400x533 photo to 150x150 is decoded at 3/8 (150x200): close to decoding every pixel."""
+    _smooth_photo(3).save(tmp_path / "photo.jpg", quality=90)
+    decoded, decode = [], images.simplejpeg.decode_jpeg
+
+    def recorded(*args, **kwargs):
+        decoded.append(decode(*args, **kwargs))
+        return decoded[-1]
+
+    monkeypatch.setattr(images.simplejpeg, "decode_jpeg", recorded)
     reduced = load_image(tmp_path / "photo.jpg", (150, 150), 3).astype(int)
+    assert [d.shape for d in decoded] == [(200, 150, 3)]
     with Image.open(tmp_path / "photo.jpg") as image:
         full = np.asarray(image.convert("RGB").resize((150, 150), Image.Resampling.BILINEAR), dtype=int)
     difference = np.abs(reduced - full).mean()
-    assert 0 < difference < 2.0, difference  # of 255
+    assert 0 < difference < 1.5, difference  # of 255
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize(("mode", "channels"), [("RGB", 3), ("RGB", 1), ("L", 3)])
+def test_reduced_jpeg_decode_is_turned_upright_like_a_full_decode(tmp_path, orientation, mode, channels):
+    image = _smooth_photo(orientation, mode)
+    exif = image.getexif()
+    exif[0x0112] = orientation
+    image.save(tmp_path / "photo.jpg", exif=exif.tobytes(), quality=90)
+    reduced = load_image(tmp_path / "photo.jpg", (150, 120), channels).astype(int)
+    with Image.open(tmp_path / "photo.jpg") as stored:
+        upright = ImageOps.exif_transpose(stored).convert("RGB" if channels == 3 else "L")
+    full = np.asarray(upright.resize((120, 150), Image.Resampling.BILINEAR), dtype=int).reshape(150, 120, channels)
+    assert np.abs(reduced - full).mean() < 1.5
