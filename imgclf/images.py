@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import warnings
 from pathlib import Path
 from typing import BinaryIO
@@ -38,11 +37,10 @@ def load_image(path: str | Path | BinaryIO, size: tuple[int, int], channels: int
     anyway, and the resize has less to do.
     """
     try:
-        data = Path(path).read_bytes() if isinstance(path, (str, Path)) else path.read()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:  # the header: format, size (bomb check), EXIF
-                image = _decode_jpeg(data, image, max(size), channels) or _decode(image, max(size), channels)
+            with Image.open(path) as image:  # reads the header alone: format, size (bomb check), EXIF
+                image = _decode_jpeg(image, max(size), channels) or _decode(image, max(size), channels)
                 pixels = np.asarray(image.resize((size[1], size[0]), Image.Resampling.BILINEAR), dtype=np.uint8)
     except FileNotFoundError:
         raise BadImageError(f"image {path} does not exist") from None
@@ -52,14 +50,16 @@ def load_image(path: str | Path | BinaryIO, size: tuple[int, int], channels: int
     return pixels[..., np.newaxis] if channels == 1 else pixels
 
 
-def _decode_jpeg(data: bytes, image: Image.Image, side: int, channels: int) -> Image.Image | None:
+def _decode_jpeg(image: Image.Image, side: int, channels: int) -> Image.Image | None:
     """An RGB or gray JPEG decoded by libjpeg-turbo at the smallest M/8 scale with both sides at
     least `side` (square: the EXIF rotation may swap them), then turned upright; None for any
     other file, or one the decoder flags, which Pillow then decodes (and judges) as before."""
     if image.format != "JPEG" or image.mode not in ("RGB", "L"):
         return None
+    image.fp.seek(0)  # where Image.open read the file from, and where Pillow's own decode seeks again
     try:
-        pixels = simplejpeg.decode_jpeg(data, "RGB" if channels == 3 else "GRAY", min_height=side, min_width=side)
+        pixels = simplejpeg.decode_jpeg(image.fp.read(), "RGB" if channels == 3 else "GRAY",
+                                        min_height=side, min_width=side)
     except ValueError:
         return None
     upright = Image.fromarray(pixels if channels == 3 else pixels[..., 0])
