@@ -1,4 +1,4 @@
-"""Image files to model input: one conversion and resize, shared by preprocess (hence evaluate) and predict."""
+"""Image files to model input: one conversion and resize, shared by preprocess (hence evaluate), predict and serving."""
 
 from __future__ import annotations
 
@@ -32,15 +32,16 @@ def load_image(path: str | Path | BinaryIO, size: tuple[int, int], channels: int
     """Read an image (a file, or its bytes in a file object) as H x W x C uint8: EXIF orientation applied,
     alpha on white, resized.
 
-    A JPEG is decoded straight at the smallest of the decoder's M/8 scales that still covers the
-    target (3/8 for a 400x533 photo to 150x150): the decoder skips detail the resize would discard
-    anyway, and the resize has less to do.
+    An RGB or gray JPEG is decoded straight at the smallest of libjpeg-turbo's M/8 scales that
+    still covers the target (3/8 for a 400x533 photo to 150x150): the decoder skips detail the
+    resize would discard anyway, and the resize has less to do. Anything else goes through Pillow.
     """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as image:  # reads the header alone: format, size (bomb check), EXIF
-                image = _decode_jpeg(image, max(size), channels) or _decode(image, max(size), channels)
+                decoded = _decode_jpeg(image, max(size), channels)
+                image = decoded if decoded is not None else _decode(image, max(size), channels)
                 pixels = np.asarray(image.resize((size[1], size[0]), Image.Resampling.BILINEAR), dtype=np.uint8)
     except FileNotFoundError:
         raise BadImageError(f"image {path} does not exist") from None
@@ -54,15 +55,15 @@ def _decode_jpeg(image: Image.Image, side: int, channels: int) -> Image.Image | 
     """An RGB or gray JPEG decoded by libjpeg-turbo at the smallest M/8 scale with both sides at
     least `side` (square: the EXIF rotation may swap them), then turned upright; None for any
     other file, or one the decoder flags, which Pillow then decodes (and judges) as before."""
-    if image.format != "JPEG" or image.mode not in ("RGB", "L"):
+    if image.format not in ("JPEG", "MPO") or image.mode not in ("RGB", "L"):  # MPO: a phone's JPEG + extras
         return None
     image.fp.seek(0)  # where Image.open read the file from, and where Pillow's own decode seeks again
     try:
-        pixels = simplejpeg.decode_jpeg(image.fp.read(), "RGB" if channels == 3 else "GRAY",
+        pixels = simplejpeg.decode_jpeg(image.fp.read(), "GRAY" if channels == 1 else "RGB",
                                         min_height=side, min_width=side)
     except ValueError:
         return None
-    upright = Image.fromarray(pixels if channels == 3 else pixels[..., 0])
+    upright = Image.fromarray(pixels[..., 0] if channels == 1 else pixels)
     turn = _EXIF_TRANSPOSE.get(image.getexif().get(ExifTags.Base.Orientation, 1))
     return upright.transpose(turn) if turn is not None else upright
 

@@ -1,3 +1,5 @@
+import io
+
 import numpy as np
 import pytest
 from PIL import Image, ImageOps
@@ -59,9 +61,17 @@ def _smooth_photo(seed: int, mode: str = "RGB") -> Image.Image:
         (400, 533), Image.BICUBIC).convert(mode)
 
 
-def test_jpeg_is_decoded_at_reduced_size_close_to_a_full_decode(tmp_path, monkeypatch):
-    """A 400x533 photo to 150x150 is decoded at 3/8 (150x200): close to decoding every pixel."""
-    _smooth_photo(3).save(tmp_path / "photo.jpg", quality=90)
+def _full_decode(path, size: tuple[int, int], channels: int) -> np.ndarray:
+    """Every pixel decoded by Pillow, turned upright, then the same resize."""
+    with Image.open(path) as stored:
+        upright = ImageOps.exif_transpose(stored).convert("RGB" if channels == 3 else "L")
+    full = np.asarray(upright.resize((size[1], size[0]), Image.Resampling.BILINEAR), dtype=int)
+    return full.reshape(*size, channels)
+
+
+@pytest.fixture
+def reduced_decodes(monkeypatch):
+    """The arrays libjpeg-turbo (simplejpeg) decoded, in order; a decode it refused adds nothing."""
     decoded, decode = [], images.simplejpeg.decode_jpeg
 
     def recorded(*args, **kwargs):
@@ -69,23 +79,72 @@ def test_jpeg_is_decoded_at_reduced_size_close_to_a_full_decode(tmp_path, monkey
         return decoded[-1]
 
     monkeypatch.setattr(images.simplejpeg, "decode_jpeg", recorded)
+    return decoded
+
+
+def test_jpeg_is_decoded_at_reduced_size_close_to_a_full_decode(tmp_path, reduced_decodes):
+    """A 400x533 photo to 150x150 is decoded at 3/8 (150x200): close to decoding every pixel."""
+    _smooth_photo(3).save(tmp_path / "photo.jpg", quality=90)
     reduced = load_image(tmp_path / "photo.jpg", (150, 150), 3).astype(int)
-    assert [d.shape for d in decoded] == [(200, 150, 3)]
-    with Image.open(tmp_path / "photo.jpg") as image:
-        full = np.asarray(image.convert("RGB").resize((150, 150), Image.Resampling.BILINEAR), dtype=int)
-    difference = np.abs(reduced - full).mean()
+    assert [d.shape for d in reduced_decodes] == [(200, 150, 3)]
+    difference = np.abs(reduced - _full_decode(tmp_path / "photo.jpg", (150, 150), 3)).mean()
     assert 0 < difference < 1.5, difference  # of 255
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
 @pytest.mark.parametrize(("mode", "channels"), [("RGB", 3), ("RGB", 1), ("L", 3)])
-def test_reduced_jpeg_decode_is_turned_upright_like_a_full_decode(tmp_path, orientation, mode, channels):
+def test_reduced_jpeg_decode_is_turned_upright_like_a_full_decode(tmp_path, reduced_decodes, orientation, mode,
+                                                                  channels):
     image = _smooth_photo(orientation, mode)
     exif = image.getexif()
     exif[0x0112] = orientation
     image.save(tmp_path / "photo.jpg", exif=exif.tobytes(), quality=90)
     reduced = load_image(tmp_path / "photo.jpg", (150, 120), channels).astype(int)
-    with Image.open(tmp_path / "photo.jpg") as stored:
-        upright = ImageOps.exif_transpose(stored).convert("RGB" if channels == 3 else "L")
-    full = np.asarray(upright.resize((120, 150), Image.Resampling.BILINEAR), dtype=int).reshape(150, 120, channels)
-    assert np.abs(reduced - full).mean() < 1.5
+    assert len(reduced_decodes) == 1  # by libjpeg-turbo, not Pillow
+    assert np.abs(reduced - _full_decode(tmp_path / "photo.jpg", (150, 120), channels)).mean() < 1.5
+
+
+def test_a_jpeg_the_reduced_decoder_flags_is_decoded_by_pillow(tmp_path, reduced_decodes):
+    """Stray bytes before the scan: libjpeg-turbo warns (refused, strict), Pillow decodes it as before."""
+    _smooth_photo(5).save(tmp_path / "photo.jpg", quality=90)
+    data = (tmp_path / "photo.jpg").read_bytes()
+    scan = data.index(b"\xff\xda")
+    (tmp_path / "photo.jpg").write_bytes(data[:scan] + b"\x00\x00" + data[scan:])
+    reduced = load_image(tmp_path / "photo.jpg", (150, 150), 3).astype(int)
+    assert reduced_decodes == []
+    assert np.abs(reduced - _full_decode(tmp_path / "photo.jpg", (150, 150), 3)).mean() < 2.0
+
+
+class _Stream(io.RawIOBase):
+    """An upload read as it arrives: no seeking back."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        return self._data.readinto(buffer)
+
+
+def test_file_objects_decode_like_the_file(tmp_path, reduced_decodes):
+    _smooth_photo(6).save(tmp_path / "photo.jpg", quality=90)
+    data = (tmp_path / "photo.jpg").read_bytes()
+    from_file = load_image(tmp_path / "photo.jpg", (150, 150), 3)
+    read_already = io.BytesIO(data)
+    read_already.read(100)  # e.g. a sniffed header: Pillow reads from the start
+    for stream in (io.BytesIO(data), read_already, _Stream(data)):
+        np.testing.assert_array_equal(load_image(stream, (150, 150), 3), from_file)
+    assert len(reduced_decodes) == 4
+
+
+def test_a_phone_mpo_is_decoded_from_its_main_picture(tmp_path, reduced_decodes):
+    main, second = _smooth_photo(7), Image.new("RGB", (400, 533))
+    main.save(tmp_path / "photo.mpo", format="MPO", save_all=True, append_images=[second], quality=90)
+    main.save(tmp_path / "photo.jpg", quality=90)
+    with Image.open(tmp_path / "photo.mpo") as image:
+        assert image.format == "MPO"
+    from_mpo = load_image(tmp_path / "photo.mpo", (150, 150), 3).astype(int)
+    assert len(reduced_decodes) == 1
+    assert np.abs(from_mpo - load_image(tmp_path / "photo.jpg", (150, 150), 3)).mean() < 0.5
