@@ -8,16 +8,12 @@ from typing import BinaryIO
 
 import numpy as np
 import simplejpeg
-from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from imgclf.errors import PipelineError
 
 # Whatever the file's mode, a pixel becomes 8-bit gray or RGB the same way everywhere.
 _HIGH_DEPTH = {"I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I": 65535.0, "F": 1.0}
-# EXIF orientation -> the turn that shows the photo upright (as ImageOps.exif_transpose turns it).
-_EXIF_TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
-                   4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270,
-                   7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90}
 
 
 class BadImageError(PipelineError):
@@ -63,9 +59,9 @@ def _decode_jpeg(image: Image.Image, side: int, channels: int) -> Image.Image | 
                                         min_height=side, min_width=side)
     except ValueError:
         return None
-    upright = Image.fromarray(pixels[..., 0] if channels == 1 else pixels)
-    turn = _EXIF_TRANSPOSE.get(image.getexif().get(ExifTags.Base.Orientation, 1))
-    return upright.transpose(turn) if turn is not None else upright
+    decoded = Image.fromarray(pixels[..., 0] if channels == 1 else pixels)
+    decoded.info = dict(image.info)  # the file's EXIF and XMP: Pillow's orientation, read as on its own path
+    return ImageOps.exif_transpose(decoded)
 
 
 def _decode(image: Image.Image, side: int, channels: int) -> Image.Image:
