@@ -54,7 +54,8 @@ def log_evaluation(run, info: dict, scored: Scored, class_names: list[str]) -> N
     dataset input of it and of the model's run; the model's run page; the champion alias."""
     summary = scored.summary
     lineage.log_part("test", read_part(layout.SPLIT_DIR, "test"), lineage.data_source(load_params(layout.PARAMS).data),
-                     [info["mlflow_run_id"], run.info.run_id])
+                     [info["mlflow_run_id"], run.info.run_id],
+                     md5={name: run.data.tags[f"test.{name}.md5"] for name in ("x", "y")})  # hashed by evaluation_run
     mlflow.log_metrics({f"test_{k}": v for k, v in summary.items()}, model_id=info.get("mlflow_model_id"))
     mlflow.set_tag("scoring", scored.runtime)
     mlflow.log_dict(scored.report, "evaluation/classification_report.json")

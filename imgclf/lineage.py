@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import mlflow
@@ -25,22 +25,25 @@ def data_source(data) -> str:
     return data.path if data.dataset == "image_folder" else data.dataset
 
 
-def log_part(part: str, arrays: tuple[np.ndarray, np.ndarray], source: str, run_ids: Iterable[str]) -> None:
+def log_part(part: str, arrays: tuple[np.ndarray, np.ndarray], source: str, run_ids: Iterable[str],
+             md5: Mapping[str, str] | None = None) -> None:
     """Record a split part as a dataset input of these runs.
 
     Its digest is the images' hash in dvc.lock (the labels' is a tag); its source, the dataset
     name or photo folder it was made from. Train records the parts it fits on; evaluate records
     the test part it scores, on its own run and on the model's (which may meet several test sets).
+    `md5` ({"x": ..., "y": ...}) passes the files' hashes where the caller has them already.
     """
     x_path, y_path = layout.part_files(layout.SPLIT_DIR, part)
+    md5 = md5 or {"x": file_md5(x_path), "y": file_md5(y_path)}
     with warnings.catch_warnings():
         # a name or folder reads as a local source two ways ("file" and no scheme): either is it
         warnings.filterwarnings("ignore", "The specified dataset source can be interpreted in multiple ways")
         dataset = mlflow.data.from_numpy(arrays[0], targets=arrays[1], source=source, name=part,
-                                         digest=file_md5(x_path))
+                                         digest=md5["x"])
     # What mlflow.log_input logs, for finished runs too (a model's run is never reopened).
     logged = DatasetInput(dataset._to_mlflow_entity(), [InputTag(MLFLOW_DATASET_CONTEXT, CONTEXTS[part]),
-                                                        InputTag(f"{y_path.name}.md5", file_md5(y_path))])
+                                                        InputTag(f"{y_path.name}.md5", md5["y"])])
     client = mlflow.MlflowClient()
     for run_id in run_ids:
         client.log_inputs(run_id, datasets=[logged])

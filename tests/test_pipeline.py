@@ -112,6 +112,9 @@ def test_training_is_tracked_in_mlflow(repo, project):
     test_md5 = first.data.tags["test.x.md5"]
     lock = (repo / "dvc.lock").read_text()
     assert test_md5 in lock and first.data.tags["test.y.md5"] in lock  # the test files' DVC hashes
+    (tested,) = client.get_run(first.info.run_id).inputs.dataset_inputs  # the test set, by the same hashes
+    assert tested.dataset.digest == test_md5
+    assert {t.key: t.value for t in tested.tags}["test_y.npy.md5"] == first.data.tags["test.y.md5"]
     artifacts = {a.path for a in client.list_artifacts(first.info.run_id, "evaluation")}
     assert {"evaluation/confusion_matrix.png", "evaluation/classification_report.json",
             "evaluation/confusion_matrix.json", "evaluation/mistakes.png"} <= artifacts
