@@ -1,6 +1,7 @@
 import math
 
 import numpy as np
+import pytest
 
 from imgclf.metrics import (
     confident_mistakes,
@@ -48,3 +49,43 @@ def test_per_class_report_and_confusion():
 def test_confident_mistakes_are_ordered_by_confidence():
     assert confident_mistakes(Y, PROBS, 10).tolist() == [1, 4]
     assert confident_mistakes(Y, PROBS, 1).tolist() == [1]
+
+
+def _sklearn_figures(y_true, probs, class_names):
+    """What sklearn.metrics gives for the same predictions: the reference the numpy code must match."""
+    from sklearn.metrics import classification_report, confusion_matrix, precision_recall_fscore_support
+
+    y_pred, labels = probs.argmax(axis=1), np.arange(len(class_names))
+    macro = precision_recall_fscore_support(y_true, y_pred, labels=labels, average="macro", zero_division=0)
+    report = classification_report(y_true, y_pred, labels=labels, target_names=class_names, output_dict=True,
+                                   zero_division=0)
+    per_class = {name: {"precision": round(report[name]["precision"], 6), "recall": round(report[name]["recall"], 6),
+                        "f1": round(report[name]["f1-score"], 6), "support": int(report[name]["support"])}
+                 for name in class_names}
+    return [round(float(v), 6) for v in macro[:3]], per_class, confusion_matrix(y_true, y_pred, labels=labels)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_metrics_equal_sklearns_with_classes_never_predicted_or_never_present(seed):
+    rng = np.random.default_rng(seed)
+    n_classes, n = int(rng.integers(2, 12)), int(rng.integers(1, 300))
+    names = [f"c{i}" for i in range(n_classes)]
+    # Labels drawn from a subset, and probabilities peaked on another: some classes are absent from the
+    # truth, some never predicted, some both (precision, recall or F1 with nothing to count).
+    y_true = rng.choice(rng.choice(n_classes, size=max(1, n_classes - 2), replace=False), size=n)
+    probs = rng.random((n, n_classes)) ** 4
+    probs[:, rng.choice(n_classes, size=n_classes // 3, replace=False)] *= 0.01
+    probs /= probs.sum(axis=1, keepdims=True)
+    macro, per_class, matrix = _sklearn_figures(y_true, probs, names)
+
+    summary = summary_metrics(y_true, probs)
+    assert [summary[k] for k in ("precision_macro", "recall_macro", "f1_macro")] == macro
+    assert per_class_report(y_true, probs.argmax(axis=1), names) == per_class
+    assert confusion(y_true, probs.argmax(axis=1), n_classes).tolist() == matrix.tolist()
+
+
+def test_confusion_refuses_labels_outside_the_classes():
+    with pytest.raises(ValueError, match="labels outside 0..2"):
+        confusion(np.array([0, 3]), np.array([0, 1]), 3)
+    with pytest.raises(ValueError, match="labels outside 0..2"):
+        confusion(np.array([0, 1]), np.array([-1, 1]), 3)
