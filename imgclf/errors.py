@@ -24,7 +24,9 @@ def run_stage(main: Callable[[], None]) -> None:
     """Run a stage's main(); report a PipelineError as one clear line and exit non-zero.
 
     SIGTERM and Ctrl-C unwind the stage (its MLflow run is marked KILLED, a training keeps its
-    backup) and exit 143 or 130, as the shell reports those signals.
+    backup) and exit 143 or 130, as the shell reports those signals. A stage that finished leaves
+    its objects to exit without a last garbage collection: close what you write (write_together,
+    `with`), as nothing left in a reference cycle is finalized.
     """
     signal.signal(signal.SIGTERM, _terminate)
     try:

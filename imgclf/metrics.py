@@ -33,7 +33,7 @@ def summary_metrics(y_true: np.ndarray, probs: np.ndarray) -> dict[str, float]:
 
 
 def per_class_report(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> dict[str, dict]:
-    """Per-class precision, recall, F1 and support (sklearn's classification report)."""
+    """Per-class precision, recall, F1 and support: the values of sklearn's classification report."""
     columns = _per_class(confusion(y_true, y_pred, len(class_names)))
     return {
         name: {"precision": round(float(precision), 6), "recall": round(float(recall), 6),

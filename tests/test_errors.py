@@ -29,7 +29,7 @@ def _stage(tmp_path, outcome):
                           text=True, timeout=120)
 
 
-def test_a_finished_stage_skips_the_exit_collections_but_still_runs_its_exit_handlers(tmp_path):
+def test_a_finished_stage_freezes_its_objects_for_exit_and_still_runs_its_exit_handlers(tmp_path):
     done = _stage(tmp_path, "succeed")
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "output.txt").read_text() == "written"
