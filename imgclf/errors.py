@@ -1,11 +1,13 @@
-"""One error type for problems a user can fix, and the stage entry point that reports them."""
+"""One error type for problems a user can fix, and the stage entry point that reports them and
+keeps Python's garbage collector off the objects a stage's imports make."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 
 class PipelineError(Exception):
@@ -24,11 +26,15 @@ def run_stage(main: Callable[[], None]) -> None:
     """Run a stage's main(); report a PipelineError as one clear line and exit non-zero.
 
     SIGTERM and Ctrl-C unwind the stage (its MLflow run is marked KILLED, a training keeps its
-    backup) and exit 143 or 130, as the shell reports those signals. A stage that finished leaves
-    its objects to exit without a last garbage collection: close what you write (write_together,
-    `with`), as nothing left in a reference cycle is finalized.
+    backup) and exit 143 or 130, as the shell reports those signals. A stage whose modules were
+    imported with the cyclic collector off (stages/__init__.py) gets it back for main(), with what
+    was imported frozen out of its walks. A stage that finished leaves its objects to exit without
+    a last garbage collection: close what you write (write_together, `with`), as nothing left in a
+    reference cycle is finalized.
     """
     signal.signal(signal.SIGTERM, _terminate)
+    if not gc.isenabled():
+        _freeze_and_enable()
     try:
         main()
         # The outputs are written and closed. Python's exit would then walk every object the stage's
@@ -42,3 +48,25 @@ def run_stage(main: Callable[[], None]) -> None:
         name, signum = ("SIGTERM", signal.SIGTERM) if isinstance(exc, Terminated) else ("Ctrl-C", signal.SIGINT)
         print(f"stopped by {name}", file=sys.stderr)
         sys.exit(128 + signum)
+
+
+@contextlib.contextmanager
+def importing() -> Iterator[None]:
+    """Import heavy libraries (MLflow, TensorFlow) in the block without Python's cyclic collector.
+
+    They make hundreds of thousands of objects that live as long as the process and no garbage;
+    the collector would walk them again and again while they load (a fifth of MLflow's import),
+    then in every full collection after. Afterwards they are frozen out of its walks.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            _freeze_and_enable()
+
+
+def _freeze_and_enable() -> None:
+    gc.freeze()
+    gc.enable()

@@ -2,7 +2,7 @@
 
 from imgclf import layout
 from imgclf.artifacts import array_writer, bytes_writer, json_writer, read_json, remove_staging, write_together
-from imgclf.errors import run_stage
+from imgclf.errors import importing, run_stage
 from imgclf.evaluation import in_background, score_test_split
 
 
@@ -12,7 +12,8 @@ def main() -> None:
     class_names = read_json(layout.meta_file(layout.SPLIT_DIR))["class_names"]
     with in_background(score_test_split, info) as scoring:
         # Imported only now, after the fork: MLflow's import and store (about 2.9 s) overlap the scoring.
-        from imgclf.evaluation_run import evaluation_run, log_evaluation
+        with importing():
+            from imgclf.evaluation_run import evaluation_run, log_evaluation
 
         with evaluation_run(info["mlflow_run_id"]) as run:
             scored = scoring.result()

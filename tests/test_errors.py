@@ -1,7 +1,11 @@
+import gc
+import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+
+from imgclf.errors import importing
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,3 +48,72 @@ def test_a_failed_stage_exits_2_with_one_line_and_nothing_frozen(tmp_path):
                                      "set it to a folder of class folders")
     assert not (tmp_path / "output.txt").exists()
     assert (tmp_path / "atexit.txt").read_text() == "frozen=False"
+
+
+PROBE = textwrap.dedent("""
+    import gc
+    from pathlib import Path
+    from imgclf.errors import run_stage
+
+    imported_with_collector = gc.isenabled()
+
+    def main():
+        Path("probe.txt").write_text(f"imports={imported_with_collector} main={gc.isenabled()} "
+                                     f"frozen={gc.get_freeze_count() > 0}")
+
+    if __name__ == "__main__":
+        run_stage(main)
+""")
+
+
+def _probe_stage(tmp_path) -> Path:
+    """A stage module beside a copy of the real stages/__init__.py, in a project of its own."""
+    package = tmp_path / "stages"
+    package.mkdir()
+    (package / "__init__.py").write_text((ROOT / "stages" / "__init__.py").read_text())
+    (package / "probe.py").write_text(PROBE)
+    return tmp_path
+
+
+def test_a_stage_imports_without_the_cyclic_collector_and_runs_main_with_it(tmp_path):
+    project = _probe_stage(tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    ran = subprocess.run([sys.executable, "-m", "stages.probe"], cwd=project, env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    # Off while the stage's modules load; back on, with what they made frozen out of its walks, for main().
+    assert (project / "probe.txt").read_text() == "imports=False main=True frozen=True"
+
+
+def test_importing_a_stage_module_keeps_the_collector(tmp_path):
+    project = _probe_stage(tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    imported = subprocess.run([sys.executable, "-c", "import gc, stages.probe; print(gc.isenabled(), "
+                               "stages.probe.imported_with_collector, gc.get_freeze_count())"],
+                              cwd=project, env=env, capture_output=True, text=True, timeout=120)
+    assert imported.returncode == 0, imported.stderr
+    assert imported.stdout.split() == ["True", "True", "0"]  # a test importing a stage is left as it was
+
+
+def test_importing_turns_the_collector_off_inside_and_freezes_what_was_imported():
+    frozen_before = gc.get_freeze_count()
+    try:
+        with importing():
+            assert not gc.isenabled()
+            made = [[] for _ in range(1000)]  # tracked objects, as an import's classes and functions are
+        assert gc.isenabled()
+        assert gc.get_freeze_count() >= frozen_before + len(made)
+    finally:
+        gc.unfreeze()
+        gc.enable()
+
+
+def test_importing_leaves_a_disabled_collector_disabled_and_freezes_nothing():
+    gc.disable()
+    try:
+        frozen_before = gc.get_freeze_count()
+        with importing():
+            made = [[] for _ in range(1000)]
+        assert not gc.isenabled() and gc.get_freeze_count() == frozen_before and made
+    finally:
+        gc.enable()

@@ -49,8 +49,10 @@ def _imports(path: Path) -> set[Path]:
 
 
 def import_closure(script: Path) -> set[str]:
-    """Every project file that running `script` imports, as paths relative to the project."""
-    seen, todo = set(), [script]
+    """Every project file that running `script` imports, as paths relative to the project: its
+    packages' __init__ first (`python -m stages.train` runs stages/__init__.py), then its imports."""
+    packages = [folder / "__init__.py" for folder in script.parents if PROJECT in folder.parents]
+    seen, todo = set(), [script, *(init for init in packages if init.is_file())]
     while todo:
         path = todo.pop()
         if path in seen:
@@ -81,7 +83,7 @@ def test_import_closure_follows_imports_through_other_modules():
     closure = import_closure(PROJECT / "stages" / "train.py")
     # train imports imgclf.training, which imports imgclf.batches; and imgclf.errors through imgclf.params
     assert {"stages/train.py", "imgclf/training.py", "imgclf/batches.py", "imgclf/errors.py",
-            "imgclf/__init__.py"} <= closure
+            "imgclf/__init__.py", "stages/__init__.py"} <= closure
     assert "imgclf/report.py" not in closure
 
 
