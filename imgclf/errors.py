@@ -1,5 +1,5 @@
-"""One error type for problems a user can fix, and the stage entry point that reports them and
-keeps Python's garbage collector off the objects a stage's imports make."""
+"""How a stage process runs: one error type for problems a user can fix, reported in one line;
+signals; and Python's cyclic collector kept off the objects the stage's imports make."""
 
 from __future__ import annotations
 
@@ -52,11 +52,15 @@ def run_stage(main: Callable[[], None]) -> None:
 
 @contextlib.contextmanager
 def importing() -> Iterator[None]:
-    """Import heavy libraries (MLflow, TensorFlow) in the block without Python's cyclic collector.
+    """Import heavy libraries (MLflow) in the block without Python's cyclic collector: for a stage's
+    own imports made in main(), as stages/__init__.py does for those its module makes.
 
-    They make hundreds of thousands of objects that live as long as the process and no garbage;
-    the collector would walk them again and again while they load (a fifth of MLflow's import),
-    then in every full collection after. Afterwards they are frozen out of its walks.
+    They make hundreds of thousands of objects that live as long as the process; the collector
+    would walk them again and again while they load (a fifth of MLflow's import), then in every
+    full collection after. Afterwards every object alive in the process is frozen out of its walks,
+    so this is for a stage process, not a library function. The few thousand objects the imports
+    discard in cycles (under 1%; peak memory is the same to 1 MiB) stay until exit: collecting them
+    would cost one more full walk, 0.26 s after MLflow's import, 0.42 s after TensorFlow's.
     """
     was_enabled = gc.isenabled()
     gc.disable()

@@ -1,7 +1,7 @@
 """Score the test split and build what evaluate publishes: metrics, report, confusion matrix, figures.
 
 Nothing here touches MLflow. Evaluate runs it in a second process (`in_background`) while it
-imports MLflow and opens the store, about 2.9 s on a 2-core machine, so the stage pays the longer
+imports MLflow and opens the store, about 2.5 s on a 2-core machine, so the stage pays the longer
 of the two instead of their sum. Neither scikit-learn nor matplotlib is imported before the fork.
 """
 

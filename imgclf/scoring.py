@@ -22,7 +22,6 @@ import numpy as np
 
 from imgclf import layout
 from imgclf.artifacts import rows_per_chunk
-from imgclf.errors import importing
 
 ONNX_NAME = f"{layout.MODEL.stem}.onnx"  # in layout.ONNX_DIR: where onnx_path looks for the model's copy
 EXPORT_NOTE = "export.json"  # beside it: whether the model exported, and why not
@@ -79,8 +78,7 @@ def load_scorer(model: Path, info: dict) -> tuple[Scorer, str]:
         problem = "is missing" if onnx is None else "is not the one train exported with it"
         print(f"warning: {path} {problem}; scoring {model} with Keras (restore both with `dvc checkout`)",
               file=sys.stderr)
-    with importing():
-        import keras  # only here: importing TensorFlow takes seconds
+    import keras  # only here: importing TensorFlow takes seconds
 
     network = keras.models.load_model(model, safe_mode=True)
     return (lambda x: network.predict(x, batch_size=BATCH, verbose=0)), "keras"

@@ -1,11 +1,11 @@
-import gc
+import ast
 import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
-from imgclf.errors import importing
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,7 +41,7 @@ def test_a_finished_stage_freezes_its_objects_for_exit_and_still_runs_its_exit_h
     assert (tmp_path / "atexit.txt").read_text() == "frozen=True"
 
 
-def test_a_failed_stage_exits_2_with_one_line_and_nothing_frozen(tmp_path):
+def test_a_failed_stage_exits_2_with_one_line_and_its_objects_are_collected_at_exit(tmp_path):
     failed = _stage(tmp_path, "fail")
     assert failed.returncode == 2
     assert failed.stderr.strip() == ("error: data.path = 'nowhere' does not exist; "
@@ -95,25 +95,37 @@ def test_importing_a_stage_module_keeps_the_collector(tmp_path):
     assert imported.stdout.split() == ["True", "True", "0"]  # a test importing a stage is left as it was
 
 
-def test_importing_turns_the_collector_off_inside_and_freezes_what_was_imported():
-    frozen_before = gc.get_freeze_count()
-    try:
-        with importing():
-            assert not gc.isenabled()
-            made = [[] for _ in range(1000)]  # tracked objects, as an import's classes and functions are
-        assert gc.isenabled()
-        assert gc.get_freeze_count() >= frozen_before + len(made)
-    finally:
-        gc.unfreeze()
-        gc.enable()
+IMPORTING = textwrap.dedent("""
+    import gc, sys
+    from imgclf.errors import importing
+
+    if sys.argv[1] == "off":
+        gc.disable()
+    with importing():
+        inside = gc.isenabled()
+        made = [[] for _ in range(1000)]  # tracked objects, as an import's classes and functions are
+    print(inside, gc.isenabled(), gc.get_freeze_count() >= len(made))
+""")
 
 
-def test_importing_leaves_a_disabled_collector_disabled_and_freezes_nothing():
-    gc.disable()
-    try:
-        frozen_before = gc.get_freeze_count()
-        with importing():
-            made = [[] for _ in range(1000)]
-        assert not gc.isenabled() and gc.get_freeze_count() == frozen_before and made
-    finally:
-        gc.enable()
+@pytest.mark.parametrize(("collector", "expected"), [
+    ("on", ["False", "True", "True"]),  # off inside; on after, with what was made frozen
+    ("off", ["False", "False", "False"]),  # left as it was: off, nothing frozen
+])
+def test_importing_turns_the_collector_off_inside_and_freezes_what_was_imported(collector, expected):
+    ran = subprocess.run([sys.executable, "-c", IMPORTING, collector], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.split() == expected
+
+
+def test_every_stage_script_runs_its_main_through_run_stage():
+    # stages/__init__.py turns the collector off for a stage process; only run_stage turns it back on.
+    scripts = sorted((ROOT / "stages").glob("*.py"))
+    assert len(scripts) > 5
+    for script in scripts:
+        if script.name == "__init__.py":
+            continue
+        last = ast.parse(script.read_text()).body[-1]
+        assert (isinstance(last, ast.If) and ast.unparse(last.test) == "__name__ == '__main__'"
+                and [ast.unparse(node) for node in last.body] == ["run_stage(main)"]), script.name
