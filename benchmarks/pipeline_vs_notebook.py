@@ -134,8 +134,9 @@ def main() -> None:
         for i in range(args.runs):
             notebook.append(run_notebook(mnist, args.epochs))
             pipeline.append(run_pipeline(Path(tmp), mnist, args.epochs))
-            print(f"run {i + 1}: notebook {notebook[-1]['wall']:.1f} s, pipeline {pipeline[-1]['wall']:.1f} s",
-                  flush=True)
+            print(f"run {i + 1}: notebook {notebook[-1]['wall']:.1f} s, pipeline {pipeline[-1]['wall']:.1f} s; "
+                  f"fit samples/s {notebook[-1]['fit_samples_per_second']:.0f} and "
+                  f"{pipeline[-1]['fit_samples_per_second']:.0f}", flush=True)
         clone = pipeline[-1]["clone"]
         noop = noop_repro(clone)
         sizes = output_sizes(clone)
@@ -146,11 +147,16 @@ def main() -> None:
           f"{os.cpu_count()} cores")
     print(f"notebook  {_summary(nb_wall)}   test accuracy {[r['accuracy'] for r in notebook]}")
     print(f"pipeline  {_summary(pl_wall)}   test accuracy {[r['accuracy'] for r in pipeline]}")
-    print(f"pipeline / notebook (medians): {statistics.median(pl_wall) / statistics.median(nb_wall):.2f}")
+    # A run's notebook and pipeline, a minute apart, share the machine's speed of the moment: the
+    # median of each run's ratio is steadier than the ratio of medians where that speed drifts.
+    print(f"pipeline / notebook (medians): {statistics.median(pl_wall) / statistics.median(nb_wall):.2f} "
+          f"(median of each run's ratio {statistics.median(p / n for n, p in zip(nb_wall, pl_wall)):.2f})")
     nb_fit = statistics.median(r["fit_samples_per_second"] for r in notebook)
     pl_fit = statistics.median(r["fit_samples_per_second"] for r in pipeline)
+    paired = statistics.median(p["fit_samples_per_second"] / n["fit_samples_per_second"]
+                               for n, p in zip(notebook, pipeline))
     print(f"fit samples/s (medians): notebook {nb_fit:.0f}, pipeline train stage {pl_fit:.0f} "
-          f"({pl_fit / nb_fit:.2f}x)")
+          f"({pl_fit / nb_fit:.2f}x; median of each run's ratio {paired:.2f}x)")
     print(f"\n{'stage':<11} {'own s (median)':>14} {'peak RSS MiB':>13} {'outputs MiB':>12}")
     stage_total = []
     for name in STAGES:

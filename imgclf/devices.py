@@ -1,10 +1,40 @@
-"""Where training runs: TensorFlow's distribution strategy and the device it is on."""
+"""Where training runs: TensorFlow's distribution strategy, the device it is on, and its threads per op."""
 
 from __future__ import annotations
+
+import math
 
 import tensorflow as tf
 
 from imgclf.cluster import Cluster
+from imgclf.params import TrainParams
+
+# A dense network doing at most this many multiply-adds per batch (forward) fits faster with one
+# thread per op: splitting ops this small across threads costs more than it saves, and leaves
+# every step waiting on the slower thread. The lessons' MNIST MLP (784-128-10) measured, on 2
+# cores, 1.1-1.9x faster at 32 per batch (3.3 million) and at 128, even or slower at 512 and 2,048.
+SMALL_BATCH_WORK = 32_000_000
+
+
+def op_threads(train: TrainParams, input_shape: tuple[int, ...], n_classes: int, batch_size: int) -> int:
+    """Threads per TensorFlow op for train.op_threads; 0 is TensorFlow's choice (every core).
+
+    `auto` gives an MLP whose batch is small work one thread, and any other network TensorFlow's
+    choice: one thread would change the order a convolution sums in, hence its weights, and slow it.
+    """
+    if train.op_threads != "auto":
+        return train.op_threads
+    if train.model != "mlp":
+        return 0
+    widths = [math.prod(input_shape), *train.hidden_units, n_classes]
+    work = batch_size * sum(a * b for a, b in zip(widths, widths[1:]))
+    return 1 if work <= SMALL_BATCH_WORK else 0
+
+
+def set_op_threads(threads: int) -> None:
+    """Threads per op for this process (0 leaves TensorFlow's choice); before TensorFlow's first op."""
+    if threads:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
 
 
 def make_strategy(mode: str) -> tf.distribute.Strategy:

@@ -26,7 +26,7 @@ from imgclf.artifacts import (
 from imgclf.augmentation import augmentation_preview
 from imgclf.callbacks import EpochMetricsLogger
 from imgclf.cluster import Cluster
-from imgclf.devices import describe_device
+from imgclf.devices import describe_device, op_threads, set_op_threads
 from imgclf.errors import run_stage
 from imgclf.history import rows_to_csv
 from imgclf.logreg import train_logreg
@@ -36,7 +36,7 @@ from imgclf.resume import Backup, run_key
 from imgclf.run_page import DESCRIPTION_TAG, description, run_name
 from imgclf.scoring import EXPORT_NOTE, ONNX_NAME, export_onnx, sha256
 from imgclf.serving import log_photo_model
-from imgclf.training import class_weights, make_deterministic, train_network
+from imgclf.training import class_weights, make_deterministic, resolve_batch_size, train_network
 
 PREVIEW_IMAGES = 6
 
@@ -50,6 +50,7 @@ def main() -> None:
     train, val = read_part(layout.SPLIT_DIR, "train"), read_part(layout.SPLIT_DIR, "val")
     meta = read_json(layout.meta_file(layout.SPLIT_DIR))
     class_names, pixel_scale = meta["class_names"], meta["pixel_scale"]
+    threads = _set_op_threads(params, train, len(class_names))
     backup, state = _backup(params, cluster)
     experiment_id = tracking.use_experiment(params.mlflow.experiment_name)
     run_id = state and state.get("mlflow_run_id")
@@ -62,6 +63,8 @@ def main() -> None:
     tags = tracking.run_tags(params.data.dataset, describe_device(), tf.__version__)
     dirty, split_version = lineage.workspace_dirty(), lineage.data_version()
     tags |= {"git.dirty": str(dirty).lower(), **({"dvc.data_version": split_version} if split_version else {})}
+    if threads is not None:
+        tags["tf.op_threads"] = str(threads) if threads else "default"  # default: TensorFlow's, a thread per core
     name = run_name(params.data.dataset, params.train.model, tags["mlflow.source.git.commit"], tags.get("dvc.exp_name"))
     new_run = {} if run_id else {"run_name": name, "tags": tags}
     source = lineage.data_source(params.data)
@@ -150,10 +153,22 @@ def _train_as_worker(params, cluster: Cluster) -> None:
     """A worker other than the chief: trains its share of each batch; the run and the outputs are the chief's."""
     if params.train.model != "logreg":  # scikit-learn fits in the chief's process alone
         meta = read_json(layout.meta_file(layout.SPLIT_DIR))
+        train = read_part(layout.SPLIT_DIR, "train")
+        _set_op_threads(params, train, len(meta["class_names"]))
         make_deterministic(params.seed)
-        train_network(read_part(layout.SPLIT_DIR, "train"), read_part(layout.SPLIT_DIR, "val"),
+        train_network(train, read_part(layout.SPLIT_DIR, "val"),
                       len(meta["class_names"]), params.train, params.seed, pixel_scale=meta["pixel_scale"])
     print(f"train: worker of {cluster.workers} done; the chief tracks the run and writes the outputs")
+
+
+def _set_op_threads(params, train, n_classes: int) -> int | None:
+    """Threads per TensorFlow op for this training (None: logreg, no TensorFlow); set before its first op."""
+    if params.train.model == "logreg":
+        return None
+    batch_size = resolve_batch_size(params.train.batch_size, len(train[1]))
+    threads = op_threads(params.train, train[0].shape[1:], n_classes, batch_size)
+    set_op_threads(threads)
+    return threads
 
 
 def _backup(params, cluster: Cluster) -> tuple[Backup | None, dict | None]:

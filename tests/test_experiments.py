@@ -64,6 +64,8 @@ def test_each_gradient_descent_mode(repo, batch_size, steps_per_epoch):
     assert train["epochs_run"] == 2
     assert train["optimizer_steps"] == 2 * steps_per_epoch  # 1293 training digits
     assert tracked.data.metrics["final_optimizer_steps"] == 2 * steps_per_epoch
+    # The digits' MLP is small work even as one batch of all 1293: one thread per op (auto)
+    assert tracked.data.params["train.op_threads"] == "auto" and tracked.data.tags["tf.op_threads"] == "1"
 
 
 def test_logreg_baseline(repo):
@@ -73,6 +75,7 @@ def test_logreg_baseline(repo):
     assert row["metrics"]["metrics/eval.json"]["data"]["accuracy"] > 0.9
     # scikit-learn fits on the CPU in one process, whatever devices TensorFlow sees
     assert tracked.data.tags["distribute.strategy"] == "none" and tracked.data.tags["distribute.replicas"] == "1"
+    assert "tf.op_threads" not in tracked.data.tags  # no TensorFlow op to thread
 
 
 def _readme_experiment_commands() -> list[str]:

@@ -2,6 +2,8 @@
 
 import dataclasses
 import json
+import os
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -11,6 +13,8 @@ from imgclf.augmentation import build_augmentation
 from imgclf.batches import make_dataset
 from imgclf.params import AugmentationParams, CallbackParams, EarlyStoppingParams, TrainParams, parse_params
 from imgclf.training import class_weights, make_deterministic, train_network
+
+PROJECT = Path(__file__).resolve().parents[1]
 
 
 def _data(n=96, seed=0, learnable=True):
@@ -226,6 +230,57 @@ def test_distribution_strategy_from_params(monkeypatch):
     assert describe_strategy(make_strategy("mirrored"))["distribute.strategy"] == "MirroredStrategy"
     with pytest.raises(PipelineError, match="TF_CONFIG"):
         make_strategy("multi_worker")
+
+
+@pytest.mark.parametrize(("overrides", "batch_size", "threads"), [
+    ({}, 32, 1),  # the lessons' MNIST MLP: 3.3 million multiply-adds per batch
+    ({}, 300, 1),
+    ({}, 2048, 0),  # 208 million: splitting ops pays
+    ({"hidden_units": (512, 512)}, 64, 0),
+    ({"model": "cnn"}, 32, 0),  # one thread would change a convolution's sums, so never auto
+    ({"model": "transfer"}, 1, 0),
+    ({"op_threads": 3, "model": "cnn"}, 32, 3),  # a number is taken as given
+    ({"op_threads": 0}, 32, 0),
+])
+def test_op_threads_auto_gives_small_dense_networks_one_thread(overrides, batch_size, threads):
+    from imgclf.devices import op_threads
+
+    assert op_threads(dataclasses.replace(TrainParams(), **overrides), (28, 28, 1), 10, batch_size) == threads
+
+
+_THREADED_FIT = """
+import hashlib, sys
+import numpy as np
+import tensorflow as tf
+from imgclf.devices import set_op_threads
+from imgclf.params import TrainParams
+from imgclf.training import make_deterministic, train_network
+
+set_op_threads(int(sys.argv[1]))
+rng = np.random.default_rng(0)
+x = rng.integers(0, 256, (1200, 28, 28, 1), dtype=np.uint8)
+y = x.reshape(1200, 2, 14, 2, 14).mean(axis=(2, 4)).reshape(1200, 4).argmax(axis=1)  # the brightest quadrant
+for batch_size in (32, 300):
+    make_deterministic(0)
+    params = TrainParams(epochs=2, batch_size=batch_size, steps_per_execution=64)
+    model = train_network((x[:1000], y[:1000]), (x[1000:], y[1000:]), 4, params, 0, pixel_scale=1 / 255).model
+    print("weights", tf.config.threading.get_intra_op_parallelism_threads(),
+          hashlib.sha256(b"".join(w.tobytes() for w in model.get_weights())).hexdigest())
+"""
+
+
+def test_one_thread_per_op_trains_a_small_dense_network_to_the_same_weights():
+    """What auto picks for the lessons' MLP changes its speed, not its weights: one thread per op
+    against two, each in its own process (threads are fixed when TensorFlow starts)."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(PROJECT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    one, two = ([line.split()[1:] for line in subprocess.run(
+        [sys.executable, "-c", _THREADED_FIT, str(n)], capture_output=True, text=True, env=env, check=True,
+    ).stdout.splitlines() if line.startswith("weights ")] for n in (1, 2))  # fit prints its epochs too
+    assert [threads for threads, _ in one] == ["1", "1"] and [threads for threads, _ in two] == ["2", "2"]
+    assert [digest for _, digest in one] == [digest for _, digest in two]
 
 
 @pytest.mark.parametrize(("cluster", "task", "chief"), [
