@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 
 import tensorflow as tf
 
@@ -11,8 +12,8 @@ from imgclf.params import TrainParams
 
 # A dense network doing at most this many multiply-adds per batch (forward) fits faster with one
 # thread per op: splitting ops this small across threads costs more than it saves, and leaves
-# every step waiting on the slower thread. The lessons' MNIST MLP (784-128-10) measured, on 2
-# cores, 1.1-1.9x faster at 32 per batch (3.3 million) and at 128, even or slower at 512 and 2,048.
+# every step waiting on the slower thread. The lessons' MNIST MLP (784-128-10) fit, on 2 cores,
+# 1.05-1.9x faster at 32 per batch (3.3 million) and 1.1-1.9x at 128; 0.87-1.1x at 512, 0.84-1.0x at 2,048.
 SMALL_BATCH_WORK = 32_000_000
 
 
@@ -31,10 +32,20 @@ def op_threads(train: TrainParams, input_shape: tuple[int, ...], n_classes: int,
     return 1 if work <= SMALL_BATCH_WORK else 0
 
 
-def set_op_threads(threads: int) -> None:
-    """Threads per op for this process (0 leaves TensorFlow's choice); before TensorFlow's first op."""
-    if threads:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
+def set_op_threads(threads: int) -> int:
+    """Threads per op for this process (0 leaves TensorFlow's choice); the count in effect (0: TensorFlow's).
+
+    It takes effect only before TensorFlow's first op. A process that ran one already (a test or a
+    notebook calling the stage in-process) keeps its count, with a warning.
+    """
+    current = tf.config.threading.get_intra_op_parallelism_threads()
+    if threads and threads != current:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+        except RuntimeError:  # "cannot be modified after initialization"
+            print(f"warning: train.op_threads = {threads} not applied: TensorFlow already runs in this process "
+                  f"with {current or 'its own choice of'} threads per op", file=sys.stderr)
+    return tf.config.threading.get_intra_op_parallelism_threads()
 
 
 def make_strategy(mode: str) -> tf.distribute.Strategy:

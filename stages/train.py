@@ -162,13 +162,12 @@ def _train_as_worker(params, cluster: Cluster) -> None:
 
 
 def _set_op_threads(params, train, n_classes: int) -> int | None:
-    """Threads per TensorFlow op for this training (None: logreg, no TensorFlow); set before its first op."""
+    """Sets the threads per TensorFlow op of this training, before its first op; the count in effect
+    (0: TensorFlow's choice; None: logreg, no TensorFlow). A batch is at most the whole split."""
     if params.train.model == "logreg":
         return None
-    batch_size = resolve_batch_size(params.train.batch_size, len(train[1]))
-    threads = op_threads(params.train, train[0].shape[1:], n_classes, batch_size)
-    set_op_threads(threads)
-    return threads
+    batch_size = min(resolve_batch_size(params.train.batch_size, len(train[1])), len(train[1]))
+    return set_op_threads(op_threads(params.train, train[0].shape[1:], n_classes, batch_size))
 
 
 def _backup(params, cluster: Cluster) -> tuple[Backup | None, dict | None]:

@@ -54,14 +54,15 @@ def test_a_failed_training_run_is_marked_failed(project, monkeypatch):
     from stages import train
     from tests.conftest import write_tiny_split
 
-    (project.parent / "copy" / "params.yaml").write_text("train:\n  epochs: 1\n")
+    # op_threads 0: the stage runs in this process, whose threads per op later tests keep
+    (project.parent / "copy" / "params.yaml").write_text("train:\n  epochs: 1\n  op_threads: 0\n")
     write_tiny_split()
 
     def broken_fit(*args, **kwargs):
         raise RuntimeError("out of memory")
 
     monkeypatch.setattr(train, "train_network", broken_fit)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match="out of memory"):
         train.main()
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("image-classifier").experiment_id])

@@ -174,7 +174,8 @@ def test_invalid_training_options_stop_the_stage_before_training(tmp_path, monke
     monkeypatch.setattr(train, "train_network", must_not_train)
     monkeypatch.setattr(train, "train_logreg", must_not_train)
     for bad, key in (("optimizer: adamax", "train.optimizer"), ("batch_size: 0", "train.batch_size"),
-                     ("dropout: 1.5", "train.dropout"), ("learning_rate: -0.01", "train.learning_rate")):
+                     ("dropout: 1.5", "train.dropout"), ("learning_rate: -0.01", "train.learning_rate"),
+                     ("op_threads: many", "train.op_threads")):
         layout.PARAMS.write_text(f"train:\n  {bad}\n")
         with pytest.raises(SystemExit) as stopped:
             run_stage(train.main)
@@ -258,12 +259,14 @@ from imgclf.training import make_deterministic, train_network
 
 set_op_threads(int(sys.argv[1]))
 rng = np.random.default_rng(0)
-x = rng.integers(0, 256, (1200, 28, 28, 1), dtype=np.uint8)
-y = x.reshape(1200, 2, 14, 2, 14).mean(axis=(2, 4)).reshape(1200, 4).argmax(axis=1)  # the brightest quadrant
-for batch_size in (32, 300):
+# MNIST's shape at the smallest and largest batch auto gives one thread, and a wide photo input
+# with two classes (a long sum per output, which a thread pool could split)
+for shape, classes, batch_size in (((28, 28, 1), 4, 32), ((28, 28, 1), 4, 300), ((64, 64, 3), 2, 16)):
+    x = rng.integers(0, 256, (800, *shape), dtype=np.uint8)
+    y = x.reshape(800, -1)[:, :100].argmax(axis=1) % classes
     make_deterministic(0)
     params = TrainParams(epochs=2, batch_size=batch_size, steps_per_execution=64)
-    model = train_network((x[:1000], y[:1000]), (x[1000:], y[1000:]), 4, params, 0, pixel_scale=1 / 255).model
+    model = train_network((x[:700], y[:700]), (x[700:], y[700:]), classes, params, 0, pixel_scale=1 / 255).model
     print("weights", tf.config.threading.get_intra_op_parallelism_threads(),
           hashlib.sha256(b"".join(w.tobytes() for w in model.get_weights())).hexdigest())
 """
@@ -279,8 +282,22 @@ def test_one_thread_per_op_trains_a_small_dense_network_to_the_same_weights():
     one, two = ([line.split()[1:] for line in subprocess.run(
         [sys.executable, "-c", _THREADED_FIT, str(n)], capture_output=True, text=True, env=env, check=True,
     ).stdout.splitlines() if line.startswith("weights ")] for n in (1, 2))  # fit prints its epochs too
-    assert [threads for threads, _ in one] == ["1", "1"] and [threads for threads, _ in two] == ["2", "2"]
+    assert [threads for threads, _ in one] == ["1"] * 3 and [threads for threads, _ in two] == ["2"] * 3
     assert [digest for _, digest in one] == [digest for _, digest in two]
+
+
+def test_op_threads_asked_after_tensorflow_started_leave_its_count_with_a_warning():
+    """A stage called in-process after another TensorFlow op (a test, a notebook) trains on, with its
+    count, instead of failing on TensorFlow's 'cannot be modified after initialization'."""
+    import subprocess
+    import sys
+
+    code = ("import tensorflow as tf\nfrom imgclf.devices import set_op_threads\n"
+            "print(set_op_threads(2))\ntf.constant(1.0) + 1.0\nprint(set_op_threads(1))")
+    env = {**os.environ, "PYTHONPATH": str(PROJECT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.split() == ["2", "2"]
+    assert "warning: train.op_threads = 1 not applied: TensorFlow already runs in this process with 2" in out.stderr
 
 
 @pytest.mark.parametrize(("cluster", "task", "chief"), [
