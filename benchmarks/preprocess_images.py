@@ -3,14 +3,14 @@
     python benchmarks/preprocess_images.py [--images 5000] [--size 150] [--runs 3]
 
 Generates JPEG photos of 400x533 in 10 class folders, then runs the real download stage and,
---runs times, the preprocess stage on them (data.dataset: image_folder), alternating with the
-two one-process loops a learner would write on the same photos: Pillow's full decode then the
-resize, and the same with `Image.draft` (the decoder scales down by 1/2, 1/4 or 1/8). It reports
-images per second of each (best and median) and the stage's speed as a multiple of each loop's,
-which holds from one machine to another where images per second do not; and the peak resident
-memory of the largest process (the stage or one of its workers). Then it compares what the stage
-stored with a full decode of the same photos (every pixel decoded, then the same resize): the
-mean absolute pixel difference, on 0..255.
+--runs times, the preprocess stage on them (data.dataset: image_folder; its output removed first,
+as dvc repro does), alternating with the two one-process loops a learner would write on the same
+photos: Pillow's full decode then the resize, and the same with `Image.draft` (the decoder scales
+down by 1/2, 1/4 or 1/8). It reports images per second of each (best and median) and the stage's
+speed as a multiple of each loop's, which holds from one machine to another where images per
+second do not; and the stage's peak resident memory. Then it compares what the stage stored with
+a full decode of the same photos (every pixel decoded, then the same resize): the mean absolute
+pixel difference, on 0..255.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -119,6 +120,7 @@ def main() -> None:
         sample = photos[::max(1, len(photos) // args.sample)][:args.sample]  # from every class
         stage, loops = [], {name: [] for name in REFERENCE}
         for _ in range(args.runs):
+            shutil.rmtree(project / "data/processed", ignore_errors=True)  # as dvc repro does before the stage
             stage.append(args.images / run_stage(project, "preprocess"))
             for name, rate in reference_loops(sample, args.size).items():
                 loops[name].append(rate)
@@ -133,7 +135,7 @@ def main() -> None:
         print(f"one-process loop, {name}, on {len(sample)} of them: {_rates(rates)}; the stage runs at "
               f"{speed / statistics.median(rates):.2f}x (the {TARGET}/s target is "
               f"{TARGET / REFERENCE[name]:.2f}x the {REFERENCE[name]}/s it ran at where the target was set)")
-    print(f"peak memory of the largest process: {peak_mib:.0f} MiB (output arrays on disk: {stored:.0f} MiB)")
+    print(f"peak memory of the stage: {peak_mib:.0f} MiB (output arrays on disk: {stored:.0f} MiB)")
     print(f"difference from a full decode: mean absolute pixel difference {difference:.2f} of 255")
 
 

@@ -1,4 +1,5 @@
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -148,3 +149,60 @@ def test_a_phone_mpo_is_decoded_from_its_main_picture(tmp_path, reduced_decodes)
     from_mpo = load_image(tmp_path / "photo.mpo", (150, 150), 3).astype(int)
     assert len(reduced_decodes) == 1
     assert np.abs(from_mpo - load_image(tmp_path / "photo.jpg", (150, 150), 3)).mean() < 0.5
+
+
+@pytest.fixture
+def pillow_opens(monkeypatch):
+    """The files Pillow opened (its header parser runs for each); the plain JPEG path opens none."""
+    opened, open_image = [], images.Image.open
+
+    def recorded(fp, *args, **kwargs):
+        opened.append(fp)
+        return open_image(fp, *args, **kwargs)
+
+    monkeypatch.setattr(images.Image, "open", recorded)
+    return opened
+
+
+@pytest.mark.parametrize("progressive", [False, True])
+@pytest.mark.parametrize(("mode", "channels"), [("RGB", 3), ("RGB", 1), ("L", 3), ("L", 1)])
+def test_a_plain_jpeg_skips_pillow_and_gives_the_pixels_of_the_pillow_path(tmp_path, reduced_decodes, pillow_opens,
+                                                                          mode, channels, progressive):
+    """Without EXIF or XMP, a JPEG file is decoded straight by libjpeg-turbo, to the same bytes as
+    through Pillow's header (the path a file object takes)."""
+    _smooth_photo(8, mode).save(tmp_path / "photo.jpg", quality=90, progressive=progressive)
+    plain = load_image(tmp_path / "photo.jpg", (150, 120), channels)
+    assert pillow_opens == [] and len(reduced_decodes) == 1
+    through_pillow = load_image(io.BytesIO((tmp_path / "photo.jpg").read_bytes()), (150, 120), channels)
+    assert len(pillow_opens) == 1 and len(reduced_decodes) == 2
+    assert plain.shape == (150, 120, channels) and plain.dtype == np.uint8
+    np.testing.assert_array_equal(plain, through_pillow)
+
+
+def test_a_jpeg_with_exif_or_xmp_is_read_by_pillow(tmp_path, reduced_decodes, pillow_opens):
+    """Either may hold an orientation, which Pillow reads: such a file takes the path through its header."""
+    image = _smooth_photo(9)
+    image.save(tmp_path / "exif.jpg", exif=image.getexif().tobytes(), quality=90)
+    image.save(tmp_path / "xmp.jpg", xmp=b'<x:xmpmeta xmlns:x="adobe:ns:meta/"></x:xmpmeta>', quality=90)
+    for name in ("exif.jpg", "xmp.jpg"):
+        load_image(tmp_path / name, (150, 150), 3)
+    assert [Path(p).name for p in pillow_opens] == ["exif.jpg", "xmp.jpg"]
+    assert len(reduced_decodes) == 2  # still decoded at the reduced size
+
+
+def test_a_cmyk_or_damaged_jpeg_is_left_to_pillow(tmp_path, reduced_decodes, pillow_opens):
+    _smooth_photo(10).convert("CMYK").save(tmp_path / "cmyk.jpg", quality=90)
+    cmyk = load_image(tmp_path / "cmyk.jpg", (150, 150), 3)
+    assert cmyk.shape == (150, 150, 3) and [Path(p).name for p in pillow_opens] == ["cmyk.jpg"]
+    _smooth_photo(11).save(tmp_path / "cut.jpg", quality=90)
+    (tmp_path / "cut.jpg").write_bytes((tmp_path / "cut.jpg").read_bytes()[:2000])  # past the header, into the scan
+    with pytest.raises(BadImageError, match="cut.jpg"):
+        load_image(tmp_path / "cut.jpg", (150, 150), 3)
+    assert [Path(p).name for p in pillow_opens] == ["cmyk.jpg", "cut.jpg"]  # Pillow judged it, as before
+
+
+def test_the_plain_jpeg_path_keeps_pillows_decompression_bomb_check(tmp_path, monkeypatch):
+    _smooth_photo(12).save(tmp_path / "photo.jpg", quality=90)
+    monkeypatch.setattr(images.Image, "MAX_IMAGE_PIXELS", 400 * 533 // 3)  # the photo is over twice the limit
+    with pytest.raises(BadImageError, match="(?i)photo.jpg.*decompression bomb"):
+        load_image(tmp_path / "photo.jpg", (150, 150), 3)

@@ -77,12 +77,12 @@ def test_decode_images_bounds_the_batches_in_flight(tmp_path, monkeypatch):
 
     submitted = []
 
-    class Recording(preprocess.ProcessPoolExecutor):
+    class Recording(preprocess.ThreadPoolExecutor):
         def submit(self, fn, *args, **kwargs):
             submitted.append(len(args[0]))
             return super().submit(fn, *args, **kwargs)
 
-    monkeypatch.setattr(preprocess, "ProcessPoolExecutor", Recording)
+    monkeypatch.setattr(preprocess, "ThreadPoolExecutor", Recording)
     for i in range(400):
         Image.fromarray(np.full((20, 20, 3), i % 256, np.uint8)).save(tmp_path / f"{i:03d}.png")
     paths = sorted(tmp_path.iterdir())
