@@ -31,7 +31,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 STAGES = ("download", "preprocess", "split", "train", "evaluate", "report")
 
 # Put first on PATH for `dvc repro`: DVC runs each stage's `python -m stages.X` through it, and it
-# records the stage process's wall time and peak RSS (its children included: decode workers).
+# records the stage process's wall time and peak RSS (its children included: evaluate's scoring process).
 WRAPPER = """#!{python}
 import resource, subprocess, sys, time
 start = time.perf_counter()
