@@ -22,6 +22,8 @@ def op_threads(train: TrainParams, input_shape: tuple[int, ...], n_classes: int,
 
     `auto` gives an MLP whose batch is small work one thread, and any other network TensorFlow's
     choice: one thread would change the order a convolution sums in, hence its weights, and slow it.
+    It is opt-in: on some CPUs (an AMD EPYC with 1 MiB of L2) the MLP's matmuls sum in another order
+    with one thread than with two, so its weights differ from TensorFlow's choice in the last digits.
     """
     if train.op_threads != "auto":
         return train.op_threads

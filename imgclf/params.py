@@ -153,9 +153,10 @@ class TrainParams:
     distribute: Literal["auto", "none", "mirrored", "multi_worker"] = "auto"
     # Batches run per call into TensorFlow; results are the same for any value (one step per batch).
     steps_per_execution: int = field(default=64, metadata=_AT_LEAST_ONE)
-    # Threads per TensorFlow op: auto (one for a small dense network), or a number (0: TensorFlow's).
+    # Threads per TensorFlow op: a number (0: TensorFlow's), or auto (one for a small dense network).
+    # Not a default: on some CPUs another count sums a matmul in another order, hence other weights.
     op_threads: int | Literal["auto"] = field(
-        default="auto", metadata=_check(lambda v: v == "auto" or v >= 0, "auto, or an integer >= 0")
+        default=0, metadata=_check(lambda v: v == "auto" or v >= 0, "auto, or an integer >= 0")
     )
     augmentation: AugmentationParams = AugmentationParams()
     callbacks: CallbackParams = CallbackParams()

@@ -64,8 +64,8 @@ def test_each_gradient_descent_mode(repo, batch_size, steps_per_epoch):
     assert train["epochs_run"] == 2
     assert train["optimizer_steps"] == 2 * steps_per_epoch  # 1293 training digits
     assert tracked.data.metrics["final_optimizer_steps"] == 2 * steps_per_epoch
-    # The digits' MLP is small work even as one batch of all 1293: one thread per op (auto)
-    assert tracked.data.params["train.op_threads"] == "auto" and tracked.data.tags["tf.op_threads"] == "1"
+    # TensorFlow's threads per op unless asked otherwise (another count can change the weights)
+    assert tracked.data.params["train.op_threads"] == "0" and tracked.data.tags["tf.op_threads"] == "default"
 
 
 def test_logreg_baseline(repo):
