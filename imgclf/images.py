@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import warnings
 from pathlib import Path
 from typing import BinaryIO
@@ -36,18 +37,27 @@ def load_image(path: str | Path | BinaryIO, size: tuple[int, int], channels: int
         pixels = _load_plain_jpeg(path, size, channels) if isinstance(path, (str, Path)) else None
         if pixels is not None:
             return pixels
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:  # reads the header alone: format, size (bomb check), EXIF
-                decoded = _decode_jpeg(image, max(size), channels)
-                image = decoded if decoded is not None else _decode(image, max(size), channels)
-                pixels = _resize(image, size)
+        with _open(path) as image:
+            decoded = _decode_jpeg(image, max(size), channels)
+            image = decoded if decoded is not None else _decode(image, max(size), channels)
+            pixels = _resize(image, size)
     except FileNotFoundError:
         raise BadImageError(f"image {path} does not exist") from None
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError, SyntaxError) as exc:
         name = getattr(path, "name", path)  # a file object's name says which of many it is
         raise BadImageError(f"cannot read {name} as an image ({exc})") from None
     return pixels[..., np.newaxis] if channels == 1 else pixels
+
+
+# catch_warnings swaps the process's one list of filters: one thread at a time (preprocess decodes in threads).
+_WARNINGS = threading.Lock()
+
+
+def _open(path: str | Path | BinaryIO) -> Image.Image:
+    """Pillow's image, its header alone read (format, size, EXIF); a large one without the bomb warning."""
+    with _WARNINGS, warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return Image.open(path)
 
 
 def _load_plain_jpeg(path: str | Path, size: tuple[int, int], channels: int) -> np.ndarray | None:

@@ -206,3 +206,11 @@ def test_the_plain_jpeg_path_keeps_pillows_decompression_bomb_check(tmp_path, mo
     monkeypatch.setattr(images.Image, "MAX_IMAGE_PIXELS", 400 * 533 // 3)  # the photo is over twice the limit
     with pytest.raises(BadImageError, match="(?i)photo.jpg.*decompression bomb"):
         load_image(tmp_path / "photo.jpg", (150, 150), 3)
+
+
+def test_a_large_photo_under_the_bomb_limit_loads_without_a_warning(tmp_path, monkeypatch, recwarn):
+    """Over Pillow's pixel limit but under twice it: decoded, and its warning kept out of the stage's output."""
+    Image.fromarray(np.zeros((60, 50, 3), np.uint8)).save(tmp_path / "large.png")
+    monkeypatch.setattr(images.Image, "MAX_IMAGE_PIXELS", 60 * 50 - 1)
+    assert load_image(tmp_path / "large.png", (8, 8), 3).shape == (8, 8, 3)
+    assert not [w for w in recwarn if issubclass(w.category, Image.DecompressionBombWarning)]
