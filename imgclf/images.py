@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import threading
+import contextlib
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -26,6 +27,13 @@ PIXEL_SCALE = 1 / 255
 
 
 def load_image(path: str | Path | BinaryIO, size: tuple[int, int], channels: int) -> np.ndarray:
+    """decode_image without Pillow's warning for a large photo (one thread; preprocess's threads
+    call decode_image inside one quiet_bomb_warnings)."""
+    with quiet_bomb_warnings():
+        return decode_image(path, size, channels)
+
+
+def decode_image(path: str | Path | BinaryIO, size: tuple[int, int], channels: int) -> np.ndarray:
     """Read an image (a file, or its bytes in a file object) as H x W x C uint8: EXIF orientation applied,
     alpha on white, resized.
 
@@ -37,7 +45,7 @@ def load_image(path: str | Path | BinaryIO, size: tuple[int, int], channels: int
         pixels = _load_plain_jpeg(path, size, channels) if isinstance(path, (str, Path)) else None
         if pixels is not None:
             return pixels
-        with _open(path) as image:
+        with Image.open(path) as image:  # reads the header alone: format, size (bomb check), EXIF
             decoded = _decode_jpeg(image, max(size), channels)
             image = decoded if decoded is not None else _decode(image, max(size), channels)
             pixels = _resize(image, size)
@@ -49,15 +57,17 @@ def load_image(path: str | Path | BinaryIO, size: tuple[int, int], channels: int
     return pixels[..., np.newaxis] if channels == 1 else pixels
 
 
-# catch_warnings swaps the process's one list of filters: one thread at a time (preprocess decodes in threads).
-_WARNINGS = threading.Lock()
+@contextlib.contextmanager
+def quiet_bomb_warnings() -> Iterator[None]:
+    """Pillow's warning for a photo over its pixel limit (under twice it, still decoded) kept out of
+    the output, while open, decoded and resized alike (TIFF, GIF and MPO warn while loading).
 
-
-def _open(path: str | Path | BinaryIO) -> Image.Image:
-    """Pillow's image, its header alone read (format, size, EXIF); a large one without the bomb warning."""
-    with _WARNINGS, warnings.catch_warnings():
+    catch_warnings swaps the process's one list of filters, so it is entered once, by the thread
+    that starts the decoding threads, not by each decode.
+    """
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        return Image.open(path)
+        yield
 
 
 def _load_plain_jpeg(path: str | Path, size: tuple[int, int], channels: int) -> np.ndarray | None:
@@ -108,7 +118,10 @@ def _plain_jpeg_frame(head: bytes) -> tuple[int, int] | None:
             continue
         if marker == _SCAN:
             return frame
+        length = int.from_bytes(head[pos + 2:pos + 4], "big")
         if marker == _APP1 or 0xD0 <= marker <= 0xD9 or marker == 0x01:
+            return None
+        if 0xE0 <= marker <= 0xEF and not _plain_app_segment(marker, head[pos + 4:pos + 2 + length], length):
             return None
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # a frame; C4, C8, CC are not
             if marker not in _PLAIN_FRAMES or frame is not None or pos + 10 > len(head):
@@ -118,8 +131,18 @@ def _plain_jpeg_frame(head: bytes) -> tuple[int, int] | None:
             if precision != 8 or components not in (1, 3) or not height or not width:
                 return None
             frame = (height, width)
-        pos += 2 + int.from_bytes(head[pos + 2:pos + 4], "big")
+        pos += 2 + length
     return None
+
+
+# The APPn segments a plain photo carries, by marker: what each starts with, and the shortest length
+# (with its 2 length bytes) Pillow's parser reads without failing. Any other APPn goes to Pillow.
+_APP_SEGMENTS = {0xE0: (b"JFIF\0", 16), 0xE2: (b"ICC_PROFILE\0", 16), 0xEE: (b"Adobe", 14)}
+
+
+def _plain_app_segment(marker: int, payload: bytes, length: int) -> bool:
+    start, shortest = _APP_SEGMENTS.get(marker, (None, 0))
+    return start is not None and payload.startswith(start) and length >= shortest
 
 
 def _resize(image: Image.Image, size: tuple[int, int]) -> np.ndarray:

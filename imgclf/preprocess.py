@@ -18,7 +18,7 @@ from imgclf.artifacts import read_array
 from imgclf.datasets import DatasetSpec
 from imgclf.errors import PipelineError
 from imgclf.idx import read_idx
-from imgclf.images import BadImageError, load_image
+from imgclf.images import BadImageError, decode_image, quiet_bomb_warnings
 
 
 def load_raw(spec: DatasetSpec, raw_dir: Path) -> dict[str, np.ndarray]:
@@ -81,22 +81,23 @@ def decode_images(paths: Sequence[Path], size: tuple[int, int], channels: int, w
     batches per worker are in flight, so memory stays bounded behind a slow image.
     """
     workers = workers or os.cpu_count() or 1
-    if workers == 1 or len(paths) < 2 * batch:
-        yield from (_decode_one(path, size, channels) for path in paths)
-        return
-    with ThreadPoolExecutor(workers) as pool:
-        pending: deque = deque()
-        for start in range(0, len(paths), batch):
-            pending.append(pool.submit(_decode_batch, paths[start:start + batch], size, channels))
-            if len(pending) >= 2 * workers:
+    with quiet_bomb_warnings():
+        if workers == 1 or len(paths) < 2 * batch:
+            yield from (_decode_one(path, size, channels) for path in paths)
+            return
+        with ThreadPoolExecutor(workers) as pool:
+            pending: deque = deque()
+            for start in range(0, len(paths), batch):
+                pending.append(pool.submit(_decode_batch, paths[start:start + batch], size, channels))
+                if len(pending) >= 2 * workers:
+                    yield from _unpack(*pending.popleft().result())
+            while pending:
                 yield from _unpack(*pending.popleft().result())
-        while pending:
-            yield from _unpack(*pending.popleft().result())
 
 
 def _decode_one(path: Path, size: tuple[int, int], channels: int) -> np.ndarray | BadImageError:
     try:
-        return load_image(path, size, channels)
+        return decode_image(path, size, channels)
     except BadImageError as exc:  # returned, not raised: one bad file must not stop the others
         return exc
 

@@ -208,9 +208,42 @@ def test_the_plain_jpeg_path_keeps_pillows_decompression_bomb_check(tmp_path, mo
         load_image(tmp_path / "photo.jpg", (150, 150), 3)
 
 
-def test_a_large_photo_under_the_bomb_limit_loads_without_a_warning(tmp_path, monkeypatch, recwarn):
-    """Over Pillow's pixel limit but under twice it: decoded, and its warning kept out of the stage's output."""
-    Image.fromarray(np.zeros((60, 50, 3), np.uint8)).save(tmp_path / "large.png")
+@pytest.mark.parametrize("suffix", [".png", ".tiff"])  # a TIFF warns while loading, not opening
+def test_a_large_photo_under_the_bomb_limit_loads_without_a_warning(tmp_path, monkeypatch, recwarn, suffix):
+    """Over Pillow's pixel limit but under twice it: decoded, and its warning kept out of the stage's
+    output, alone and in preprocess's threads."""
+    from imgclf.preprocess import decode_images
+
+    for i in range(70):
+        Image.fromarray(np.full((60, 50, 3), i, np.uint8)).save(tmp_path / f"large{i:02d}{suffix}")
     monkeypatch.setattr(images.Image, "MAX_IMAGE_PIXELS", 60 * 50 - 1)
-    assert load_image(tmp_path / "large.png", (8, 8), 3).shape == (8, 8, 3)
+    assert load_image(tmp_path / f"large00{suffix}", (8, 8), 3).shape == (8, 8, 3)
+    decoded = list(decode_images(sorted(tmp_path.iterdir()), (8, 8), 3, workers=2, batch=4))
+    assert [int(d[0, 0, 0]) for d in decoded] == list(range(70))
     assert not [w for w in recwarn if issubclass(w.category, Image.DecompressionBombWarning)]
+
+
+@pytest.mark.parametrize(("marker", "payload"), [
+    (0xE0, b"JFIF\0"),  # shorter than the JFIF header Pillow reads
+    (0xEE, b"Adobe"),
+    (0xE2, b"ICC_PROFILE\0"),  # no chunk numbers
+    (0xE2, b"ICC_PROFILE\0\x01\x01" + bytes(40)),  # a whole one: decoded on the plain path
+])
+def test_a_file_and_its_bytes_agree_on_a_jpeg_with_odd_app_segments(tmp_path, marker, payload):
+    """Pillow refuses some segments it parses when short; the plain path leaves those files to it."""
+    _smooth_photo(13).save(tmp_path / "photo.jpg", quality=90)
+    data = (tmp_path / "photo.jpg").read_bytes()
+    segment = bytes([0xFF, marker]) + (len(payload) + 2).to_bytes(2, "big") + payload
+    (tmp_path / "photo.jpg").write_bytes(data[:2] + segment + data[2:])
+
+    def outcome(source):
+        try:
+            return load_image(source, (150, 150), 3)
+        except BadImageError as exc:
+            return type(exc)
+
+    from_file, from_bytes = outcome(tmp_path / "photo.jpg"), outcome(io.BytesIO((tmp_path / "photo.jpg").read_bytes()))
+    if isinstance(from_bytes, np.ndarray):
+        np.testing.assert_array_equal(from_file, from_bytes)
+    else:
+        assert from_file is from_bytes is BadImageError
