@@ -16,7 +16,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -135,7 +135,21 @@ def folder_writer(files: dict[str, bytes]) -> Callable[[Path], None]:
 
 def array_writer(array: np.ndarray) -> Callable[[Path], None]:
     """One array as .npy (memory-mappable by readers)."""
-    return lambda path: np.save(path, array, allow_pickle=False)
+    def write(path: Path) -> None:
+        with open_staged(path) as f:
+            np.save(f, array, allow_pickle=False)
+    return write
+
+
+def open_staged(path: Path) -> BinaryIO:
+    """A staging file (created empty, beside its output) opened for writing, not truncated.
+
+    ext4 writes out on close a file that was truncated and rewritten (auto_da_alloc, for programs
+    that replace a file without fsync); "wb" truncates even an empty file, and that write-out cost
+    the preprocess stage 0.08-0.18 s on 322 MiB, on its own thread. Without it the kernel writes
+    the file in the background, as any other.
+    """
+    return open(path, "r+b")  # noqa: SIM115 (the caller closes it)
 
 
 def write_text(path: str | Path, text: str) -> None:
@@ -194,6 +208,11 @@ def rows_per_chunk(row_shape: tuple[int, ...], dtype=np.float32, budget: int = C
     return max(1, budget // max(1, int(np.prod(row_shape, dtype=np.int64)) * np.dtype(dtype).itemsize))
 
 
+# Rows go to the file in writes of about this size: on Linux 6.18's ext4, the preprocess stage's
+# 2 MiB batches written whole spent 1.0-1.4 s in the kernel, row by row (66 KiB) 0.4-0.6 s.
+_WRITE_BYTES = 64 * 1024
+
+
 class RowWriter:
     """Append rows to a .npy file: nothing is held in memory, and each byte is written once.
 
@@ -206,7 +225,7 @@ class RowWriter:
         self.path, self.count = Path(path), 0
         self.row_shape, self.dtype = tuple(row_shape), np.dtype(dtype)
         self._atomic = atomic_path(self.path, suffix=".npy")
-        self._out = open(self._atomic.__enter__(), "wb")  # noqa: SIM115 (closed in close/__exit__)
+        self._out = open_staged(self._atomic.__enter__())  # closed in close/__exit__
         self._header_size = len(self._header(2**63 - 1))
         self._out.write(b"\0" * self._header_size)
 
@@ -225,7 +244,9 @@ class RowWriter:
         rows = np.ascontiguousarray(rows, dtype=self.dtype)
         if rows.shape[1:] != self.row_shape:
             raise ValueError(f"row shape {rows.shape[1:]} differs from {self.row_shape}")
-        self._out.write(rows.data)
+        step = max(1, _WRITE_BYTES // max(1, rows[0].nbytes if len(rows) else 1))
+        for start in range(0, len(rows), step):
+            self._out.write(rows[start:start + step].data)
         self.count += len(rows)
 
     def __enter__(self) -> RowWriter:

@@ -11,6 +11,7 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -71,28 +72,47 @@ def _check_pair(images: np.ndarray, labels: np.ndarray, n_classes: int, part: st
         raise PipelineError(f"{part} labels must lie in 0..{n_classes - 1}, found {labels.min()}..{labels.max()}")
 
 
-def decode_images(paths: Sequence[Path], size: tuple[int, int], channels: int, workers: int | None = None,
-                  batch: int = 32) -> Iterator[np.ndarray | BadImageError]:
-    """Decode each file once, in parallel over the cores, in order; a bad file yields its error.
+class Batch(NamedTuple):
+    """Consecutive files decoded: the good images stacked (None if none), and the bad files' errors
+    by position among the `count`."""
 
-    Threads, not processes: libjpeg-turbo and Pillow's resize release the GIL, and the decoded
+    images: np.ndarray | None
+    errors: dict[int, BadImageError]
+    count: int
+
+
+def decode_batches(paths: Sequence[Path], size: tuple[int, int], channels: int, workers: int | None = None,
+                   batch: int = 32) -> Iterator[Batch]:
+    """Decode each file once, in parallel over the cores, in order, `batch` files at a time.
+
+    Threads, not processes: libjpeg-turbo and OpenCV's resize release the GIL, and the decoded
     pixels stay where the stage writes them (a process pool spent 0.2 ms a photo handing them
-    back). Workers decode `batch` files at a time into one uint8 array per batch. At most two
-    batches per worker are in flight, so memory stays bounded behind a slow image.
+    back). At most two batches per worker are in flight, so memory stays bounded behind a slow
+    image. A batch comes whole, so the stage writes it in one call.
     """
     workers = workers or os.cpu_count() or 1
+    starts = range(0, len(paths), batch)
     with quiet_bomb_warnings():
         if workers == 1 or len(paths) < 2 * batch:
-            yield from (_decode_one(path, size, channels) for path in paths)
+            yield from (_decode_batch(paths[start:start + batch], size, channels) for start in starts)
             return
         with ThreadPoolExecutor(workers) as pool:
             pending: deque = deque()
-            for start in range(0, len(paths), batch):
+            for start in starts:
                 pending.append(pool.submit(_decode_batch, paths[start:start + batch], size, channels))
                 if len(pending) >= 2 * workers:
-                    yield from _unpack(*pending.popleft().result())
+                    yield pending.popleft().result()
             while pending:
-                yield from _unpack(*pending.popleft().result())
+                yield pending.popleft().result()
+
+
+def decode_images(paths: Sequence[Path], size: tuple[int, int], channels: int, workers: int | None = None,
+                  batch: int = 32) -> Iterator[np.ndarray | BadImageError]:
+    """decode_batches one file at a time: its pixels, or its error for a bad file."""
+    for images, errors, count in decode_batches(paths, size, channels, workers, batch):
+        rows = iter(images if images is not None else ())
+        for i in range(count):
+            yield errors[i] if i in errors else next(rows)
 
 
 def _decode_one(path: Path, size: tuple[int, int], channels: int) -> np.ndarray | BadImageError:
@@ -102,15 +122,8 @@ def _decode_one(path: Path, size: tuple[int, int], channels: int) -> np.ndarray 
         return exc
 
 
-def _decode_batch(paths: Sequence[Path], size: tuple[int, int], channels: int):
-    """The good images stacked into one array, and the errors of the bad ones by position."""
+def _decode_batch(paths: Sequence[Path], size: tuple[int, int], channels: int) -> Batch:
     results = [_decode_one(path, size, channels) for path in paths]
     errors = {i: r for i, r in enumerate(results) if isinstance(r, BadImageError)}
     good = [r for r in results if not isinstance(r, BadImageError)]
-    return np.stack(good) if good else None, errors, len(results)
-
-
-def _unpack(images: np.ndarray | None, errors: dict[int, BadImageError], count: int):
-    rows = iter(images if images is not None else ())
-    for i in range(count):
-        yield errors[i] if i in errors else next(rows)
+    return Batch(np.stack(good) if good else None, errors, len(results))

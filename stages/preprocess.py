@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 
 from imgclf import layout
-from imgclf.artifacts import RowWriter, atomic_dir, read_json, remove_staging, write_json, write_part
+from imgclf.artifacts import RowWriter, atomic_dir, read_json, remove_staging, write_array, write_json, write_part
 from imgclf.datasets import get_dataset
 from imgclf.errors import PipelineError, run_stage
 from imgclf.folders import from_manifest
 from imgclf.images import PIXEL_SCALE
 from imgclf.params import DataParams, load_params
-from imgclf.preprocess import decode_images, load_raw, prepare_arrays
+from imgclf.preprocess import decode_batches, load_raw, prepare_arrays
 
 
 def main() -> None:
@@ -39,25 +39,28 @@ def main() -> None:
 
 
 def _decode_folder(data: DataParams, out: Path) -> dict:
-    """Decode every listed photo once into <part>_x.npy row by row (memory stays bounded)."""
+    """Decode every listed photo once into <part>_x.npy, a batch at a time (memory stays bounded)."""
     folder = from_manifest(read_json(layout.RAW_DIR / "manifest.json"))
     channels = 3 if data.color_mode == "rgb" else 1
     skipped: list[str] = []
     parts = {("train" if split == "all" else split): files for split, files in folder.files.items()}
     for part, files in parts.items():
         x_path, y_path = layout.part_files(out, part)
-        counts = np.zeros(len(folder.class_names), np.int64)
-        with (RowWriter(x_path, (*data.image_size, channels), np.uint8) as images,
-              RowWriter(y_path, (), np.int64) as labels):
-            for (path, label), image in zip(files, decode_images([p for p, _ in files], data.image_size, channels)):
-                if isinstance(image, Exception):
-                    skipped.append(f"{path}: {image}")
+        labels = np.array([label for _, label in files], np.int64)
+        kept = np.ones(len(files), bool)
+        with RowWriter(x_path, (*data.image_size, channels), np.uint8) as images:
+            start = 0
+            for batch in decode_batches([p for p, _ in files], data.image_size, channels):
+                for i, exc in batch.errors.items():
+                    kept[start + i] = False
+                    skipped.append(f"{files[start + i][0]}: {exc}")
                     if data.on_bad_image == "skip":
-                        print(f"warning: skipping {path}: {image}", file=sys.stderr)
-                    continue
-                images.append(image)
-                labels.append(label)
-                counts[label] += 1
+                        print(f"warning: skipping {files[start + i][0]}: {exc}", file=sys.stderr)
+                if batch.images is not None:
+                    images.extend(batch.images)
+                start += batch.count
+        write_array(y_path, labels[kept])
+        counts = np.bincount(labels[kept], minlength=len(folder.class_names))
         if data.on_bad_image == "skip" and counts.min() == 0:
             empty = [name for name, n in zip(folder.class_names, counts) if n == 0]
             raise PipelineError(f"no readable image left in class {', '.join(empty)} of the {part} split; "

@@ -129,3 +129,35 @@ def test_every_stage_script_runs_its_main_through_run_stage():
         last = ast.parse(script.read_text()).body[-1]
         assert (isinstance(last, ast.If) and ast.unparse(last.test) == "__name__ == '__main__'"
                 and [ast.unparse(node) for node in last.body] == ["run_stage(main)"]), script.name
+
+
+# Reports, as the stage process exits, how many threads NumPy's OpenBLAS runs.
+BLAS_THREADS = textwrap.dedent("""
+    import atexit, sys
+
+    def report():
+        import numpy  # noqa: F401 (imported already in a stage that uses it)
+        from threadpoolctl import threadpool_info
+        threads = [info["num_threads"] for info in threadpool_info() if info["internal_api"] == "openblas"]
+        print("openblas threads:", threads[0] if threads else None, file=sys.stderr)
+
+    atexit.register(report)
+""")
+
+
+def test_only_preprocess_starts_numpys_openblas_with_one_thread(tmp_path):
+    """preprocess's decoding threads want both cores; OpenBLAS's own would spin on them at import."""
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site/sitecustomize.py").write_text(BLAS_THREADS)
+    env = {key: value for key, value in os.environ.items() if key != "OPENBLAS_NUM_THREADS"}
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path / "site"), str(ROOT)])
+
+    def threads(*args: str) -> int:
+        # No params.yaml here: a stage stops at once, with its error, and its process reports on exit.
+        ran = subprocess.run([sys.executable, *args], cwd=tmp_path, env=env, capture_output=True, text=True,
+                             timeout=120)
+        assert "openblas threads:" in ran.stderr, ran.stderr
+        return int(ran.stderr.split("openblas threads:")[1].split()[0])
+
+    assert threads("-m", "stages.preprocess") == 1
+    assert threads("-m", "stages.download") == threads("-c", "pass")  # OpenBLAS's own count, one per core

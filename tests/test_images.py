@@ -66,8 +66,33 @@ def _full_decode(path, size: tuple[int, int], channels: int) -> np.ndarray:
     """Every pixel decoded by Pillow, turned upright, then the same resize."""
     with Image.open(path) as stored:
         upright = ImageOps.exif_transpose(stored).convert("RGB" if channels == 3 else "L")
-    full = np.asarray(upright.resize((size[1], size[0]), Image.Resampling.BILINEAR), dtype=int)
-    return full.reshape(*size, channels)
+    return images.resize(np.asarray(upright), size).astype(int).reshape(*size, channels)
+
+
+@pytest.mark.parametrize("shape", [(30, 40), (30, 40, 1), (30, 40, 3)])
+def test_resize_keeps_the_channel_axis_as_given(shape):
+    pixels = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    resized = images.resize(pixels, (20, 25))
+    assert resized.shape == (20, 25, *shape[2:]) and resized.dtype == np.uint8
+
+
+def test_resize_averages_what_it_shrinks_more_than_twice_and_is_bilinear_up_to_twice(monkeypatch):
+    """Bilinear reads 2 source pixels a side: shrunk further it would skip some, and alias."""
+    stripes = np.zeros((600, 600), np.uint8)
+    stripes[:, ::4] = 255  # a fabric's weave: one pixel in four lit
+    shrunk = images.resize(stripes, (150, 150)).astype(int)
+    assert np.abs(shrunk - 255 / 4).max() <= 1  # their mean, where bilinear reads only the dark ones
+    filters, resize = [], images.cv2.resize
+
+    def recorded(src, dsize, interpolation):
+        filters.append(interpolation)
+        return resize(src, dsize, interpolation=interpolation)
+
+    monkeypatch.setattr(images.cv2, "resize", recorded)
+    for shape in ((600, 600), (200, 150), (150, 300), (150, 301), (50, 80)):
+        images.resize(np.zeros(shape, np.uint8), (150, 150))
+    cv2 = images.cv2
+    assert filters == [cv2.INTER_AREA, cv2.INTER_LINEAR, cv2.INTER_LINEAR, cv2.INTER_AREA, cv2.INTER_LINEAR]
 
 
 @pytest.fixture

@@ -1,3 +1,6 @@
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -93,3 +96,33 @@ def test_decode_images_bounds_the_batches_in_flight(tmp_path, monkeypatch):
     assert sum(submitted) == 400 and len(rest) == 399
     assert [int(r[0, 0, 0]) for r in [first, *rest]] == [i % 256 for i in range(400)]
     assert first.dtype == np.uint8
+
+
+def test_the_stage_keeps_each_photo_beside_its_label_when_bad_files_fall_inside_batches(tmp_path, monkeypatch):
+    """Batches of 32 are written whole: a bad file within one must not shift the rows after it."""
+    from imgclf.folders import scan_image_folder, to_manifest
+    from imgclf.params import DataParams
+    from stages.preprocess import _decode_folder
+
+    classes = ("a", "b", "c")
+    for i in range(100):  # 3 batches and some; the pixel value says which photo it is
+        folder = tmp_path / "photos" / classes[i % 3]
+        folder.mkdir(parents=True, exist_ok=True)
+        if i in (5, 40, 41, 99):
+            (folder / f"{i:03d}.png").write_bytes(b"not a photo")
+        else:
+            Image.fromarray(np.full((12, 10, 3), i, np.uint8)).save(folder / f"{i:03d}.png")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data/raw").mkdir(parents=True)
+    manifest = to_manifest(scan_image_folder(tmp_path / "photos"))
+    (tmp_path / "data/raw/manifest.json").write_text(json.dumps(manifest))
+    (tmp_path / "out").mkdir()
+    meta = _decode_folder(DataParams(dataset="image_folder", path="photos", image_size=(8, 8)), tmp_path / "out")
+
+    files = manifest["files"]["all"]
+    good = [(int(Path(p).stem), label) for p, label in files if int(Path(p).stem) not in (5, 40, 41, 99)]
+    x, y = np.load(tmp_path / "out/train_x.npy"), np.load(tmp_path / "out/train_y.npy")
+    assert x.shape == (96, 8, 8, 3) and x.dtype == np.uint8 and y.dtype == np.int64
+    assert [int(v) for v in x[:, 0, 0, 0]] == [i for i, _ in good]
+    assert y.tolist() == [label for _, label in good]
+    assert sorted(Path(s.split(": ")[0]).name for s in meta["skipped"]) == ["005.png", "040.png", "041.png", "099.png"]
