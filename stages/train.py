@@ -102,7 +102,8 @@ def main() -> None:
                                signature=infer_signature(sample, result.model.predict(sample, verbose=0)))
         logged = log_photo_model(result.model, {"class_names": class_names, "input_shape": list(train[0].shape[1:]),
                                                 "pixel_scale": pixel_scale}, train[0][0],
-                                 _requirements("tensorflow", "keras", "pillow", "simplejpeg", "pandas", "mlflow"),
+                                 _requirements("tensorflow", "keras", "pillow", "simplejpeg", "opencv-python-headless",
+                                               "pandas", "mlflow"),
                                  registered_model_name=params.mlflow.register_model)
         preview = augmentation_figure(
             augmentation_preview(np.asarray(train[0][:PREVIEW_IMAGES]), params.train.augmentation, params.seed,

@@ -47,6 +47,26 @@ def server(project, tmp_path_factory):
         yield project, url
 
 
+def test_the_served_model_pins_every_library_its_photo_decoding_imports(project):
+    """The server installs the model's requirements.txt: the decoding code it ships (imgclf/images.py)
+    must find each library it imports there, not only in the project's own environment."""
+    import ast
+    import importlib.metadata
+
+    tree = ast.parse((PROJECT / "imgclf/images.py").read_text())
+    modules = {alias.name.split(".")[0] for node in tree.body if isinstance(node, ast.Import) for alias in node.names}
+    modules |= {node.module.split(".")[0] for node in tree.body if isinstance(node, ast.ImportFrom) and node.module}
+    third_party = modules - set(sys.stdlib_module_names) - {"__future__", "imgclf", "numpy"}  # numpy: TensorFlow's
+    providers = importlib.metadata.packages_distributions()
+    needed = {providers[module][0].lower() for module in third_party}
+    assert {"pillow", "simplejpeg", "opencv-python-headless"} <= needed
+    photo_models = [path for path in project.glob("mlartifacts/**/requirements.txt") if "pillow" in path.read_text()]
+    assert photo_models
+    for path in photo_models:
+        pinned = {line.split("==")[0].lower() for line in path.read_text().split()}
+        assert needed <= pinned, (path, needed - pinned)
+
+
 def _post(url: str, body: dict) -> dict:
     request = urllib.request.Request(f"{url}/invocations", data=json.dumps(body).encode(), method="POST",
                                      headers={"Content-Type": "application/json"})
