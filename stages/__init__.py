@@ -4,12 +4,12 @@ A stage process first imports its libraries (TensorFlow, MLflow, scikit-learn): 
 thousands of objects that live as long as the process. Python's cyclic collector walks them
 again and again while they load: 1.5 s of TensorFlow's import in train, 0.3 s of scikit-learn's
 in split. So it is off until run_stage (imgclf.errors) freezes what was imported and turns it
-back on for the stage's main(). The one thing here that runs at import, and only in a stage
-process: every stage script calls run_stage (tests/test_errors.py checks it).
+back on for the stage's main(): every stage script calls run_stage (tests/test_errors.py checks it).
 
-preprocess also starts NumPy's OpenBLAS with one thread: at import it starts a thread per core
-that spins for 0.1 s of CPU, waiting for matrix products this stage never asks for, while its
-decoding threads want both cores.
+And preprocess starts NumPy's OpenBLAS with one thread: at import OpenBLAS starts a thread per
+core that spins for 0.1 s of CPU, waiting for matrix products this stage never asks for, while
+its decoding threads want both cores. These two are all that runs here at import, and only in
+a stage process.
 """
 
 import gc

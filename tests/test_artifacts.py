@@ -7,6 +7,7 @@ from imgclf.artifacts import (
     RowWriter,
     atomic_dir,
     folder_writer,
+    open_staged,
     read_json,
     read_part,
     rows_per_chunk,
@@ -48,6 +49,24 @@ def test_row_writer_writes_each_row_once_and_publishes_on_close(tmp_path):
     rows = np.load(tmp_path / "x.npy", mmap_mode="r")
     assert rows.shape == (1000, 28, 28, 1) and rows.dtype == np.uint8 and rows.offset % 64 == 0
     assert (tmp_path / "x.npy").stat().st_size == rows.offset + 1000 * 784
+
+
+@pytest.mark.parametrize("row_shape", [(100, 100, 3), (150, 150, 3), (4,)])  # 2 rows a write, 1 row, many
+def test_row_writer_writes_a_batch_in_pieces_in_order(tmp_path, row_shape):
+    rows = np.arange(9 * int(np.prod(row_shape)), dtype=np.int64).reshape(9, *row_shape).astype(np.uint8)
+    rows[:, ..., 0] = np.arange(9).reshape(9, *([1] * (len(row_shape) - 1)))  # each row its own number
+    with RowWriter(tmp_path / "x.npy", row_shape, np.uint8) as writer:
+        writer.extend(rows[:7])
+        writer.extend(rows[7:7])  # an empty batch (every photo in it bad) writes nothing
+        writer.extend(rows[7:])
+    np.testing.assert_array_equal(np.load(tmp_path / "x.npy"), rows)
+
+
+def test_a_staging_file_that_is_not_empty_is_refused_not_overwritten_in_part(tmp_path):
+    (tmp_path / "old.npy").write_bytes(b"old bytes that a shorter array would leave at the end")
+    with pytest.raises(ValueError, match="not an empty staging file"):
+        open_staged(tmp_path / "old.npy")
+    assert (tmp_path / "old.npy").read_bytes().startswith(b"old bytes")
 
 
 def test_row_writer_failure_publishes_nothing(tmp_path):

@@ -82,6 +82,10 @@ def test_resize_averages_what_it_shrinks_more_than_twice_and_is_bilinear_up_to_t
     stripes[:, ::4] = 255  # a fabric's weave: one pixel in four lit
     shrunk = images.resize(stripes, (150, 150)).astype(int)
     assert np.abs(shrunk - 255 / 4).max() <= 1  # their mean, where bilinear reads only the dark ones
+    banner = np.zeros((100, 1000), np.uint8)
+    banner[:, ::4] = 255
+    shrunk = images.resize(banner, (150, 150))  # 6.7x narrower, 1.5x taller: 1 or 2 lit pixels a column
+    assert abs(shrunk.mean() - 255 / 4) < 1 and shrunk.min() > 0
     filters, resize = [], images.cv2.resize
 
     def recorded(src, dsize, interpolation):
@@ -89,10 +93,19 @@ def test_resize_averages_what_it_shrinks_more_than_twice_and_is_bilinear_up_to_t
         return resize(src, dsize, interpolation=interpolation)
 
     monkeypatch.setattr(images.cv2, "resize", recorded)
-    for shape in ((600, 600), (200, 150), (150, 300), (150, 301), (50, 80)):
+    for shape in ((600, 600), (200, 150), (150, 300), (150, 301), (50, 80), (100, 600)):
         images.resize(np.zeros(shape, np.uint8), (150, 150))
     cv2 = images.cv2
-    assert filters == [cv2.INTER_AREA, cv2.INTER_LINEAR, cv2.INTER_LINEAR, cv2.INTER_AREA, cv2.INTER_LINEAR]
+    assert filters == [cv2.INTER_AREA, cv2.INTER_LINEAR, cv2.INTER_LINEAR, cv2.INTER_AREA, cv2.INTER_LINEAR,
+                       cv2.INTER_AREA, cv2.INTER_LINEAR]  # the last: shrunk to 100x150, then enlarged
+
+
+def test_resize_to_the_size_it_has_gives_a_new_writable_array():
+    pixels = np.arange(12, dtype=np.uint8).reshape(2, 2, 3)
+    pixels.flags.writeable = False  # as np.asarray gives a Pillow image's pixels
+    same = images.resize(pixels, (2, 2))
+    same[0, 0, 0] = 99
+    assert same.flags.writeable and pixels[0, 0, 0] == 0
 
 
 @pytest.fixture
