@@ -229,6 +229,7 @@ class RowWriter:
     def __init__(self, path: str | Path, row_shape: tuple[int, ...], dtype=np.float32) -> None:
         self.path, self.count = Path(path), 0
         self.row_shape, self.dtype = tuple(row_shape), np.dtype(dtype)
+        self._rows_per_write = rows_per_chunk(self.row_shape, self.dtype, _WRITE_BYTES)
         self._atomic = atomic_path(self.path, suffix=".npy")
         self._out = open_staged(self._atomic.__enter__())  # closed in close/__exit__
         self._header_size = len(self._header(2**63 - 1))
@@ -249,9 +250,8 @@ class RowWriter:
         rows = np.ascontiguousarray(rows, dtype=self.dtype)
         if rows.shape[1:] != self.row_shape:
             raise ValueError(f"row shape {rows.shape[1:]} differs from {self.row_shape}")
-        step = max(1, _WRITE_BYTES // max(1, rows[0].nbytes if len(rows) else 1))
-        for start in range(0, len(rows), step):
-            self._out.write(rows[start:start + step].data)
+        for start in range(0, len(rows), self._rows_per_write):
+            self._out.write(rows[start:start + self._rows_per_write].data)
         self.count += len(rows)
 
     def __enter__(self) -> RowWriter:

@@ -55,12 +55,13 @@ def _decode_folder(data: DataParams, out: Path) -> dict:
                     kept[start + i] = False
                     skipped.append(f"{files[start + i][0]}: {exc}")
                     if data.on_bad_image == "skip":
-                        print(f"warning: skipping {files[start + i][0]}: {exc}", file=sys.stderr)
+                        print(f"warning: skipping {skipped[-1]}", file=sys.stderr)
                 if batch.images is not None:
                     images.extend(batch.images)
                 start += batch.count
-        write_array(y_path, labels[kept])
-        counts = np.bincount(labels[kept], minlength=len(folder.class_names))
+        labels = labels[kept]
+        write_array(y_path, labels)
+        counts = np.bincount(labels, minlength=len(folder.class_names))
         if data.on_bad_image == "skip" and counts.min() == 0:
             empty = [name for name, n in zip(folder.class_names, counts) if n == 0]
             raise PipelineError(f"no readable image left in class {', '.join(empty)} of the {part} split; "
