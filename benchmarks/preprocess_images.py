@@ -34,7 +34,7 @@ from PIL import Image, ImageDraw
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
-from imgclf.images import resize  # noqa: E402 (the project's package, from this checkout)
+from imgclf.data.images import resize  # noqa: E402 (the project's package, from this checkout)
 
 # The two loops as measured where the 2,000 photos/s target was set, on a shop's 400x533 photos.
 TARGET = 2000

@@ -10,7 +10,7 @@ SPLIT_METRICS = Path("metrics/split.json")
 
 MODEL = Path("models/model.keras")
 MODEL_INFO = Path("models/model.json")
-ONNX_DIR = Path("models/onnx")  # model.onnx when the model exports, and export.json saying so (imgclf.scoring)
+ONNX_DIR = Path("models/onnx")  # model.onnx when the model exports, and export.json saying so (imgclf.evaluate.scoring)
 TRAIN_METRICS = Path("metrics/train.json")
 HISTORY = Path("plots/history.csv")
 AUGMENTATION_PNG = Path("plots/augmentation.png")

@@ -2,10 +2,10 @@
 
 from imgclf import layout
 from imgclf.artifacts import atomic_dir, remove_staging, write_array, write_json
-from imgclf.datasets import get_dataset, load_bundled_digits
-from imgclf.download import download_files
+from imgclf.data.datasets import get_dataset, load_bundled_digits
+from imgclf.data.download import download_files
+from imgclf.data.folders import scan_image_folder, to_manifest
 from imgclf.errors import run_stage
-from imgclf.folders import scan_image_folder, to_manifest
 from imgclf.params import load_params
 
 

@@ -3,7 +3,7 @@
 from imgclf import layout
 from imgclf.artifacts import array_writer, bytes_writer, json_writer, read_json, remove_staging, write_together
 from imgclf.errors import importing, run_stage
-from imgclf.evaluation import in_background, score_test_split
+from imgclf.evaluate.evaluation import in_background, score_test_split
 
 
 def main() -> None:
@@ -13,7 +13,7 @@ def main() -> None:
     with in_background(score_test_split, info) as scoring:
         # Imported only now, after the fork: MLflow's import and store (about 2.5 s) overlap the scoring.
         with importing():
-            from imgclf.evaluation_run import evaluation_run, log_evaluation
+            from imgclf.tracking.evaluation_run import evaluation_run, log_evaluation
 
         with evaluation_run(info["mlflow_run_id"]) as run:
             scored = scoring.result()

@@ -11,12 +11,12 @@ import numpy as np
 
 from imgclf import layout
 from imgclf.artifacts import RowWriter, atomic_dir, read_json, remove_staging, write_array, write_json, write_part
-from imgclf.datasets import get_dataset
+from imgclf.data.datasets import get_dataset
+from imgclf.data.folders import from_manifest
+from imgclf.data.images import PIXEL_SCALE
+from imgclf.data.preprocess import decode_batches, load_raw, prepare_arrays
 from imgclf.errors import PipelineError, run_stage
-from imgclf.folders import from_manifest
-from imgclf.images import PIXEL_SCALE
 from imgclf.params import DataParams, load_params
-from imgclf.preprocess import decode_batches, load_raw, prepare_arrays
 
 
 def main() -> None:

@@ -13,9 +13,9 @@ from imgclf.artifacts import (
     write_array,
     write_json,
 )
+from imgclf.data.split import describe_source, plan_splits, summarize_splits
 from imgclf.errors import run_stage
 from imgclf.params import load_params
-from imgclf.split import describe_source, plan_splits, summarize_splits
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 from mlflow.models import infer_signature
 
-from imgclf import layout, lineage, tracking
+from imgclf import layout
 from imgclf.artifacts import (
     figure_writer,
     folder_writer,
@@ -23,20 +23,21 @@ from imgclf.artifacts import (
     text_writer,
     write_together,
 )
-from imgclf.augmentation import augmentation_preview
-from imgclf.callbacks import EpochMetricsLogger
-from imgclf.cluster import Cluster
-from imgclf.devices import describe_device, op_threads, set_op_threads
 from imgclf.errors import run_stage
-from imgclf.history import rows_to_csv
-from imgclf.logreg import train_logreg
+from imgclf.evaluate.scoring import EXPORT_NOTE, ONNX_NAME, export_onnx, sha256
 from imgclf.params import flatten, load_params
 from imgclf.plots import augmentation_figure
-from imgclf.resume import Backup, run_key
-from imgclf.run_page import DESCRIPTION_TAG, description, run_name
-from imgclf.scoring import EXPORT_NOTE, ONNX_NAME, export_onnx, sha256
-from imgclf.serving import log_photo_model
-from imgclf.training import class_weights, make_deterministic, resolve_batch_size, train_network
+from imgclf.serve.serving import log_photo_model
+from imgclf.tracking import lineage, store
+from imgclf.tracking.run_page import DESCRIPTION_TAG, description, run_name
+from imgclf.train.augmentation import augmentation_preview
+from imgclf.train.callbacks import EpochMetricsLogger
+from imgclf.train.cluster import Cluster
+from imgclf.train.devices import describe_device, op_threads, set_op_threads
+from imgclf.train.history import rows_to_csv
+from imgclf.train.logreg import train_logreg
+from imgclf.train.resume import Backup, run_key
+from imgclf.train.training import class_weights, make_deterministic, resolve_batch_size, train_network
 
 PREVIEW_IMAGES = 6
 
@@ -52,15 +53,15 @@ def main() -> None:
     class_names, pixel_scale = meta["class_names"], meta["pixel_scale"]
     threads = _set_op_threads(params, train, len(class_names))
     backup, state = _backup(params, cluster)
-    experiment_id = tracking.use_experiment(params.mlflow.experiment_name)
+    experiment_id = store.use_experiment(params.mlflow.experiment_name)
     run_id = state and state.get("mlflow_run_id")
-    if run_id and tracking.find_run(run_id) is None:
+    if run_id and store.find_run(run_id) is None:
         run_id = None  # deleted meanwhile: a new run, given the epochs so far below
-    tracking.close_stale_runs(experiment_id, keep=run_id)
+    store.close_stale_runs(experiment_id, keep=run_id)
     if state:
         print(f"train: resuming from epoch {state['epoch']} of {params.train.epochs} "
               f"(the backup of an interrupted training with the same params, data and code)")
-    tags = tracking.run_tags(params.data.dataset, describe_device(), tf.__version__)
+    tags = store.run_tags(params.data.dataset, describe_device(), tf.__version__)
     dirty, split_version = lineage.workspace_dirty(), lineage.data_version()
     tags |= {"git.dirty": str(dirty).lower(), **({"dvc.data_version": split_version} if split_version else {})}
     if threads is not None:
@@ -70,7 +71,7 @@ def main() -> None:
     source = lineage.data_source(params.data)
     if not os.environ.get("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL"):
         mlflow.set_system_metrics_sampling_interval(2)  # seconds: MLflow's 10 would miss most of a lesson's run
-    with tracking.stage_run(run_id, experiment_id=experiment_id, log_system_metrics=True, **new_run) as run:
+    with store.stage_run(run_id, experiment_id=experiment_id, log_system_metrics=True, **new_run) as run:
         mlflow.log_params(flatten(params))
         for part, arrays in (("train", train), ("val", val)):  # the test part: evaluate's, when it scores it
             lineage.log_part(part, arrays, source, [run.info.run_id])
@@ -181,8 +182,8 @@ def _backup(params, cluster: Cluster) -> tuple[Backup | None, dict | None]:
     data = [*layout.part_files(layout.SPLIT_DIR, "train"), *layout.part_files(layout.SPLIT_DIR, "val"),
             layout.meta_file(layout.SPLIT_DIR)]
     source = Path(__file__).resolve().parents[1]  # the project's code, wherever the stage runs from
-    code = [source / "stages" / "train.py", *sorted((source / "imgclf").glob("*.py"))]
-    backup = Backup.of(tracking.project_root(), run_key(flatten(params), data, code, source))
+    code = [source / "stages" / "train.py", *sorted((source / "imgclf").rglob("*.py"))]
+    backup = Backup.of(store.project_root(), run_key(flatten(params), data, code, source))
     return backup, backup.load()
 
 

@@ -160,7 +160,7 @@ def shared_mnist() -> Path:
 @pytest.fixture
 def shared_mnist_mirror() -> Path:
     """The four real MNIST files beside the project, usable as data.mirror (CI has them)."""
-    from imgclf.datasets import get_dataset
+    from imgclf.data.datasets import get_dataset
 
     names = [f.name for f in get_dataset("mnist").files]
     require(all((SHARED_MNIST_FULL / name).exists() for name in names), "real MNIST not found at ../shared/data/mnist")

@@ -3,8 +3,8 @@
 import keras
 import numpy as np
 
-from imgclf.augmentation import augmentation_preview, build_augmentation
 from imgclf.params import AugmentationParams
+from imgclf.train.augmentation import augmentation_preview, build_augmentation
 
 
 def test_each_transform_draws_independently():

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import yaml
 
-from imgclf.datasets import RemoteFile, get_dataset
-from imgclf.download import DownloadError, download_files, resolve_sources
-from imgclf.preprocess import load_raw, prepare_arrays
+from imgclf.data.datasets import RemoteFile, get_dataset
+from imgclf.data.download import DownloadError, download_files, resolve_sources
+from imgclf.data.preprocess import load_raw, prepare_arrays
 from tests.conftest import PROJECT, free_ports, write_fake_mnist
 
 

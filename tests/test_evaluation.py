@@ -6,7 +6,7 @@ import time
 import pytest
 
 from imgclf.errors import PipelineError
-from imgclf.evaluation import in_background
+from imgclf.evaluate.evaluation import in_background
 
 linux_only = pytest.mark.skipif(sys.platform != "linux", reason="elsewhere the work runs in the caller's process")
 

@@ -1,7 +1,7 @@
 import pytest
 
+from imgclf.data.folders import from_manifest, scan_image_folder, to_manifest
 from imgclf.errors import PipelineError
-from imgclf.folders import from_manifest, scan_image_folder, to_manifest
 from tests.conftest import PHOTO_COUNTS, make_photo_tree
 
 

@@ -1,4 +1,4 @@
-from imgclf.history import HISTORY_COLUMNS, history_rows, read_history, rows_to_csv
+from imgclf.train.history import HISTORY_COLUMNS, history_rows, read_history, rows_to_csv
 
 
 def test_history_csv_keeps_column_order_and_round_trips(tmp_path):

@@ -4,7 +4,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from imgclf.idx import IdxError, parse_idx, read_idx
+from imgclf.data.idx import IdxError, parse_idx, read_idx
 from tests.conftest import idx_bytes
 
 # From ../shared/data/mnist-t10k/README.md

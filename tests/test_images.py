@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from imgclf import images
-from imgclf.images import BadImageError, load_image
+from imgclf.data import images
+from imgclf.data.images import BadImageError, load_image
 from tests.conftest import photo
 
 
@@ -250,7 +250,7 @@ def test_the_plain_jpeg_path_keeps_pillows_decompression_bomb_check(tmp_path, mo
 def test_a_large_photo_under_the_bomb_limit_loads_without_a_warning(tmp_path, monkeypatch, recwarn, suffix):
     """Over Pillow's pixel limit but under twice it: decoded, and its warning kept out of the stage's
     output, alone and in preprocess's threads."""
-    from imgclf.preprocess import decode_images
+    from imgclf.data.preprocess import decode_images
 
     for i in range(70):
         Image.fromarray(np.full((60, 50, 3), i, np.uint8)).save(tmp_path / f"large{i:02d}{suffix}")

@@ -9,8 +9,8 @@ import numpy as np
 
 from imgclf import layout
 from imgclf.artifacts import file_md5
-from imgclf.lineage import checkout_hint, log_part, workspace_dirty
-from imgclf.run_page import MAX_DESCRIPTION, description
+from imgclf.tracking.lineage import checkout_hint, log_part, workspace_dirty
+from imgclf.tracking.run_page import MAX_DESCRIPTION, description
 
 
 def _git(folder, *args):

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from imgclf.logreg import logreg_to_keras, train_logreg
 from imgclf.params import LogregParams
+from imgclf.train.logreg import logreg_to_keras, train_logreg
 
 
 def _data(n_classes, n=120, seed=0):

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from imgclf.metrics import (
+from imgclf.evaluate.metrics import (
     confident_mistakes,
     confusion,
     confusion_records,

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgclf.datasets import get_dataset
-from imgclf.idx import read_idx
+from imgclf.data.datasets import get_dataset
+from imgclf.data.idx import read_idx
+from imgclf.data.preprocess import prepare_arrays
 from imgclf.params import TrainParams
-from imgclf.preprocess import prepare_arrays
-from imgclf.training import make_deterministic, train_network
+from imgclf.train.training import make_deterministic, train_network
 from tests.dvc_project import dvc, make_project, run
 
 
@@ -45,5 +45,5 @@ def test_dvc_repro_on_real_mnist_through_a_mirror_keeps_8_bit_pixels(shared_mnis
     probs = np.load(repo / "data/predictions/test_probs.npy")
     index = int(np.argmax(probs.max(axis=1)))
     Image.fromarray(np.load(repo / "data/split/test_x.npy")[index, ..., 0]).save(repo / "digit.png")
-    out = run(repo, sys.executable, "-m", "imgclf.predict", "digit.png", "--top", "1").stdout
+    out = run(repo, sys.executable, "-m", "imgclf.serve.predict", "digit.png", "--top", "1").stdout
     assert re.match(rf"digit\.png: {probs[index].argmax()} \(", out), out

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgclf.folders import scan_image_folder
+from imgclf.data.folders import scan_image_folder
 from tests.conftest import PHOTO_COUNTS, make_photo_tree
 from tests.dvc_project import (
     commit,
@@ -109,7 +109,7 @@ def test_fail_mode_lists_the_bad_files_and_writes_nothing(repo):
 
 def test_predict_on_a_new_size_and_mode_agrees_with_evaluate(repo, photos):
     _, expected = _upload(repo, photos)
-    out = run(repo, sys.executable, "-m", "imgclf.predict", "upload.png", "--top", "2",
+    out = run(repo, sys.executable, "-m", "imgclf.serve.predict", "upload.png", "--top", "2",
               "--json", "answers.json").stdout
     assert re.match(rf"upload\.png: {expected} \(", out), out
     answers = json.loads((repo / "answers.json").read_text())
@@ -132,7 +132,7 @@ def test_transfer_with_balanced_class_weights(repo, photos, tmp_path):
     assert "<th>class weight</th>" in html and "transfer" in html
     info = json.loads((repo / "models/model.json").read_text())
     assert info["model"] == "transfer" and info["class_weights"]["shoes"] == pytest.approx(weights["shoes"])
-    out = run(repo, sys.executable, "-m", "imgclf.predict", "upload.png").stdout  # the saved model reloads
+    out = run(repo, sys.executable, "-m", "imgclf.serve.predict", "upload.png").stdout  # the saved model reloads
     assert out.startswith("upload.png: ") and out.count("(") == 3
 
 

@@ -88,7 +88,7 @@ def test_repro_writes_metrics_plots_and_report(repo):
 
 
 def test_training_is_tracked_in_mlflow(repo, project):
-    from imgclf.devices import describe_device
+    from imgclf.train.devices import describe_device
 
     client, runs = mlflow_runs(repo)
     tracked = client.get_run(project.run_id)
@@ -142,7 +142,7 @@ def test_predict_agrees_with_evaluate(repo):
     index = int(np.argmax(probs.max(axis=1)))  # a clear-cut image: 8-bit PNG rounding cannot flip it
     scale = json.loads((repo / "data/split/meta.json").read_text())["pixel_scale"]  # digits: 0..16 stored
     Image.fromarray(np.round(x_test[index, ..., 0] * scale * 255).astype(np.uint8)).save(repo / "digit.png")
-    out = run(repo, sys.executable, "-m", "imgclf.predict", "digit.png", "--top", "3").stdout
+    out = run(repo, sys.executable, "-m", "imgclf.serve.predict", "digit.png", "--top", "3").stdout
     expected = json.loads((repo / "data/split/meta.json").read_text())["class_names"][probs[index].argmax()]
     assert re.match(rf"digit\.png: {expected} \(", out), out
 
@@ -167,7 +167,7 @@ def test_evaluate_and_predict_score_the_onnx_copy_without_tensorflow(repo, proje
     probs = np.load(repo / "data/predictions/test_probs.npy")
     np.testing.assert_allclose(probs, keras_probs, atol=1e-5)
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(repo / "blank.png")
-    predict = run(repo, sys.executable, "-X", "importtime", "-m", "imgclf.predict", "blank.png")
+    predict = run(repo, sys.executable, "-X", "importtime", "-m", "imgclf.serve.predict", "blank.png")
     assert "tensorflow" not in predict.stderr and predict.stdout.startswith("blank.png: ")
 
 

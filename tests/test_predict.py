@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from imgclf.data.images import load_image
 from imgclf.errors import PipelineError
-from imgclf.images import load_image
-from imgclf.model import normalization
-from imgclf.predict import main, predict_files, top_classes
+from imgclf.serve.predict import main, predict_files, top_classes
+from imgclf.train.model import normalization
 
 
 def test_top_classes_are_ranked():

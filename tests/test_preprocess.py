@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgclf.datasets import get_dataset, load_bundled_digits
+from imgclf.data.datasets import get_dataset, load_bundled_digits
+from imgclf.data.preprocess import normalize, prepare_arrays
 from imgclf.errors import PipelineError
-from imgclf.preprocess import normalize, prepare_arrays
 
 
 def test_normalize_keeps_8_bit_pixels_and_returns_the_scale_to_unit_range():
@@ -57,9 +57,9 @@ def test_inconsistent_raw_arrays_are_rejected(images, labels, message):
 
 
 def test_decode_images_keeps_order_and_returns_bad_files_as_errors(tmp_path):
-    from imgclf.folders import scan_image_folder
-    from imgclf.images import BadImageError
-    from imgclf.preprocess import decode_images
+    from imgclf.data.folders import scan_image_folder
+    from imgclf.data.images import BadImageError
+    from imgclf.data.preprocess import decode_images
     from tests.conftest import make_photo_tree
 
     make_photo_tree(tmp_path, presplit=False)
@@ -76,7 +76,7 @@ def test_decode_images_keeps_order_and_returns_bad_files_as_errors(tmp_path):
 
 def test_decode_images_bounds_the_batches_in_flight(tmp_path, monkeypatch):
     """The pool is fed as results are taken, not all at once: a slow consumer holds few results."""
-    import imgclf.preprocess as preprocess
+    import imgclf.data.preprocess as preprocess
 
     submitted = []
 
@@ -101,7 +101,7 @@ def test_decode_images_bounds_the_batches_in_flight(tmp_path, monkeypatch):
 def test_the_stage_keeps_each_photo_beside_its_label_when_bad_files_fall_inside_batches(tmp_path, monkeypatch):
     """Batches of 32 are written whole: a bad file at a batch's first or last place, or a batch of
     bad files only, must not shift the rows after it."""
-    from imgclf.folders import scan_image_folder, to_manifest
+    from imgclf.data.folders import scan_image_folder, to_manifest
     from imgclf.params import DataParams
     from stages.preprocess import _decode_folder
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import mlflow
 from mlflow.tracking import MlflowClient
 
-from imgclf.registry import ACCURACY_TAG, CHAMPION, promote_champion
+from imgclf.tracking.registry import ACCURACY_TAG, CHAMPION, promote_champion
 
 
 def _versions(name: str, n: int) -> list[str]:

@@ -3,7 +3,7 @@ import base64
 from matplotlib.figure import Figure
 
 from imgclf.artifacts import save_figure
-from imgclf.report import build_context, render_html, render_markdown
+from imgclf.report.render import build_context, render_html, render_markdown
 
 
 def _context(tmp_path, class_names=("0", "1"), class_weights=None):

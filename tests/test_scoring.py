@@ -7,8 +7,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from imgclf import scoring
-from imgclf.model import normalization
+from imgclf.evaluate import scoring
+from imgclf.train.model import normalization
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -41,7 +41,7 @@ def test_the_onnx_copy_scores_as_keras_does_without_importing_tensorflow(tmp_pat
     np.save(tmp_path / "x.npy", x)
     np.save(tmp_path / "keras.npy", model.predict(x, verbose=0))
     # A fresh interpreter, as evaluate and predict are: TensorFlow must not be imported at all.
-    code = (f"import json, sys, numpy as np; from imgclf import scoring; "
+    code = (f"import json, sys, numpy as np; from imgclf.evaluate import scoring; "
             f"score, runtime = scoring.load_scorer(__import__('pathlib').Path({str(path)!r}), {info!r}); "
             f"p = scoring.predict_proba(score, np.load({str(tmp_path / 'x.npy')!r})); "
             f"print(json.dumps([float(np.abs(p - np.load({str(tmp_path / 'keras.npy')!r})).max()), "

@@ -1,4 +1,4 @@
-"""The web shop's model: `mlflow models serve` on the champion answers photos as `imgclf.predict` does."""
+"""The web shop's model: `mlflow models serve` on the champion answers photos as `imgclf.serve.predict` does."""
 
 from __future__ import annotations
 
@@ -48,12 +48,12 @@ def server(project, tmp_path_factory):
 
 
 def test_the_served_model_pins_every_library_its_photo_decoding_imports(project):
-    """The server installs the model's requirements.txt: the decoding code it ships (imgclf/images.py)
+    """The server installs the model's requirements.txt: the decoding code it ships (imgclf/data/images.py)
     must find each library it imports there, not only in the project's own environment."""
     import ast
     import importlib.metadata
 
-    tree = ast.parse((PROJECT / "imgclf/images.py").read_text())
+    tree = ast.parse((PROJECT / "imgclf/data/images.py").read_text())
     modules = {alias.name.split(".")[0] for node in tree.body if isinstance(node, ast.Import) for alias in node.names}
     modules |= {node.module.split(".")[0] for node in tree.body if isinstance(node, ast.ImportFrom) and node.module}
     third_party = modules - set(sys.stdlib_module_names) - {"__future__", "imgclf", "numpy"}  # numpy: TensorFlow's
@@ -105,8 +105,8 @@ def test_the_served_champion_takes_photos_as_predict_does(server, tmp_path):
 
 
 def _predicted(repo, paths, tmp_path, top: int) -> dict:
-    """imgclf.predict's answers for these files, from the project's model."""
-    from imgclf.predict import main as predict_main
+    """imgclf.serve.predict's answers for these files, from the project's model."""
+    from imgclf.serve.predict import main as predict_main
 
     predict_main([str(p) for p in paths] + ["--model", str(repo / "models/model.keras"), "--top", str(top),
                                             "--json", str(tmp_path / "predicted.json")])

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
+from imgclf.data.split import describe_source, plan_splits, summarize_splits
 from imgclf.errors import PipelineError
-from imgclf.split import describe_source, plan_splits, summarize_splits
 
 
 def _labels(n_per_class=(40, 20, 60)):

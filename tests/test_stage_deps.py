@@ -18,7 +18,7 @@ PACKAGES = ("imgclf", "stages")
 
 
 def _module_file(dotted: str) -> Path | None:
-    """The project file behind a dotted module name (imgclf.training -> imgclf/training.py), or None."""
+    """The project file behind a dotted module name (imgclf.train.training -> imgclf/train/training.py), or None."""
     path = PROJECT.joinpath(*dotted.split("."))
     if path.with_suffix(".py").is_file():
         return path.with_suffix(".py")
@@ -81,10 +81,10 @@ def test_each_stage_declares_exactly_the_code_it_imports():
 
 def test_import_closure_follows_imports_through_other_modules():
     closure = import_closure(PROJECT / "stages" / "train.py")
-    # train imports imgclf.training, which imports imgclf.batches; and imgclf.errors through imgclf.params
-    assert {"stages/train.py", "imgclf/training.py", "imgclf/batches.py", "imgclf/errors.py",
+    # train imports imgclf.train.training, which imports imgclf.train.batches; and imgclf.errors through imgclf.params
+    assert {"stages/train.py", "imgclf/train/training.py", "imgclf/train/batches.py", "imgclf/errors.py",
             "imgclf/__init__.py", "stages/__init__.py"} <= closure
-    assert "imgclf/report.py" not in closure
+    assert "imgclf/report/render.py" not in closure
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from imgclf import tracking
+from imgclf.tracking import store
 
 
 @pytest.fixture
@@ -28,23 +28,23 @@ def project(tmp_path, monkeypatch):
 
 
 def test_store_and_artifacts_live_at_the_real_root(project):
-    experiment_id = tracking.use_experiment("lesson")
+    experiment_id = store.use_experiment("lesson")
     assert mlflow.get_tracking_uri() == f"sqlite:///{project / 'mlflow.db'}"
     experiment = mlflow.get_experiment(experiment_id)
     assert experiment.artifact_location == (project / "mlartifacts").as_uri()
-    assert tracking.use_experiment("lesson") == experiment_id
+    assert store.use_experiment("lesson") == experiment_id
     assert (project / "mlflow.db").exists()
 
 
 def test_tracking_uri_from_environment_wins(project, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
-    assert tracking.tracking_uri(project) == "http://127.0.0.1:5999"
+    assert store.tracking_uri(project) == "http://127.0.0.1:5999"
 
 
 def test_tags_name_the_dvc_experiment_and_the_device(project, monkeypatch):
     monkeypatch.setenv("DVC_EXP_NAME", "lr-sweep-1")
     monkeypatch.setenv("DVC_EXP_BASELINE_REV", "abc123")
-    tags = tracking.run_tags("digits", "CPU", "2.x")
+    tags = store.run_tags("digits", "CPU", "2.x")
     assert tags == {"stage": "train", "mlflow.source.git.commit": "abc123", "device": "CPU",
                     "tensorflow.version": "2.x", "dataset": "digits", "dvc.exp_name": "lr-sweep-1"}
 
@@ -73,19 +73,19 @@ def test_a_failed_training_run_is_marked_failed(project, monkeypatch):
 def test_a_deleted_experiment_is_a_clear_error(project):
     from imgclf.errors import PipelineError
 
-    mlflow.delete_experiment(tracking.use_experiment("gone"))
+    mlflow.delete_experiment(store.use_experiment("gone"))
     with pytest.raises(PipelineError, match="deleted; restore it"):
-        tracking.use_experiment("gone")
+        store.use_experiment("gone")
 
 
 def test_find_run_tells_whether_the_store_holds_the_run(project):
-    experiment_id = tracking.use_experiment("lesson")
+    experiment_id = store.use_experiment("lesson")
     with mlflow.start_run(experiment_id=experiment_id) as run:
         pass
-    assert tracking.find_run(run.info.run_id).info.run_id == run.info.run_id
-    assert tracking.find_run("0" * 32) is None
+    assert store.find_run(run.info.run_id).info.run_id == run.info.run_id
+    assert store.find_run("0" * 32) is None
     mlflow.delete_run(run.info.run_id)
-    assert tracking.find_run(run.info.run_id) is None  # a deleted run takes no new evaluations
+    assert store.find_run(run.info.run_id) is None  # a deleted run takes no new evaluations
 
 
 def test_find_run_does_not_mistake_a_store_error_for_a_missing_run(project, monkeypatch):
@@ -98,9 +98,9 @@ def test_find_run_does_not_mistake_a_store_error_for_a_missing_run(project, monk
         raise MlflowException("(sqlite3.OperationalError) database is locked")
 
     monkeypatch.setattr(mlflow, "get_run", locked)
-    monkeypatch.setattr(tracking.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(store.time, "sleep", lambda seconds: None)
     with pytest.raises(MlflowException, match="database is locked"):
-        tracking.find_run("1" * 32, attempts=3)
+        store.find_run("1" * 32, attempts=3)
     assert len(calls) == 3
 
 
@@ -127,7 +127,7 @@ def test_a_fresh_store_is_created_safely_by_processes_started_at_once(tmp_path):
     """Queue workers and multi-worker training open the store together; MLflow's migration must run once."""
     from tests.conftest import PROJECT
 
-    code = "from imgclf import tracking; print(tracking.use_experiment('lesson'))"
+    code = "from imgclf.tracking import store; print(store.use_experiment('lesson'))"
     for attempt in range(2):
         root = tmp_path / str(attempt)
         root.mkdir()
@@ -142,7 +142,7 @@ def test_a_fresh_store_is_created_safely_by_processes_started_at_once(tmp_path):
 
 @pytest.mark.parametrize("cut", ["before the drop", "after the drop"])
 def test_a_migration_cut_short_is_repaired(project, cut):
-    experiment_id = tracking.use_experiment("lesson")
+    experiment_id = store.use_experiment("lesson")
     run_id = mlflow.start_run(experiment_id=experiment_id, tags={"kept": "yes"}).info.run_id
     mlflow.end_run()
     mlflow.set_tracking_uri(None)
@@ -151,7 +151,7 @@ def test_a_migration_cut_short_is_repaired(project, cut):
         con.execute("CREATE TABLE _alembic_tmp_tags AS SELECT * FROM tags")
         if cut == "after the drop":
             con.execute("DROP TABLE tags")
-    assert tracking.use_experiment("lesson") == experiment_id
+    assert store.use_experiment("lesson") == experiment_id
     assert mlflow.get_run(run_id).data.tags["kept"] == "yes"
     with contextlib.closing(sqlite3.connect(project / "mlflow.db")) as con:
         tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -159,27 +159,27 @@ def test_a_migration_cut_short_is_repaired(project, cut):
 
 
 def test_runs_of_killed_processes_are_closed_and_live_ones_kept(project):
-    experiment_id = tracking.use_experiment("lesson")
+    experiment_id = store.use_experiment("lesson")
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     ids = {}
-    for name, owner in [("killed", f"{socket.gethostname()}:{gone.pid}:1"), ("live", tracking._this_process()),
+    for name, owner in [("killed", f"{socket.gethostname()}:{gone.pid}:1"), ("live", store._this_process()),
                         ("elsewhere", "another-machine:1:1"), ("resumed", f"{socket.gethostname()}:{gone.pid}:1")]:
-        with tracking.stage_run(experiment_id=experiment_id, run_name=name) as run:
+        with store.stage_run(experiment_id=experiment_id, run_name=name) as run:
             ids[name] = run.info.run_id
         client = MlflowClient()
-        client.set_tag(run.info.run_id, tracking.PROCESS_TAG, owner)
+        client.set_tag(run.info.run_id, store.PROCESS_TAG, owner)
         client.update_run(run.info.run_id, status="RUNNING")
-    assert tracking.close_stale_runs(experiment_id, keep=ids["resumed"]) == [ids["killed"]]
+    assert store.close_stale_runs(experiment_id, keep=ids["resumed"]) == [ids["killed"]]
     status = {name: mlflow.get_run(run_id).info.status for name, run_id in ids.items()}
     assert status == {"killed": "KILLED", "live": "RUNNING", "elsewhere": "RUNNING", "resumed": "RUNNING"}
 
 
 def test_a_stage_run_ends_killed_on_ctrl_c_and_failed_on_an_error(project):
-    experiment_id = tracking.use_experiment("lesson")
+    experiment_id = store.use_experiment("lesson")
     ended = {}
     for name, error in [("stopped", KeyboardInterrupt), ("broken", RuntimeError)]:
-        with pytest.raises(error), tracking.stage_run(experiment_id=experiment_id) as run:
+        with pytest.raises(error), store.stage_run(experiment_id=experiment_id) as run:
             ended[name] = run.info.run_id
             raise error()
     assert mlflow.get_run(ended["stopped"]).info.status == "KILLED"

@@ -9,10 +9,10 @@ import keras
 import numpy as np
 import pytest
 
-from imgclf.augmentation import build_augmentation
-from imgclf.batches import make_dataset
 from imgclf.params import AugmentationParams, CallbackParams, EarlyStoppingParams, TrainParams, parse_params
-from imgclf.training import class_weights, make_deterministic, train_network
+from imgclf.train.augmentation import build_augmentation
+from imgclf.train.batches import make_dataset
+from imgclf.train.training import class_weights, make_deterministic, train_network
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -193,8 +193,8 @@ def test_keras_history_has_the_learning_rate():
 
 
 def test_large_splits_stream_from_disk_in_the_same_order(tmp_path, monkeypatch):
-    from imgclf import batches
     from imgclf.artifacts import read_part, write_part
+    from imgclf.train import batches
 
     (x, y), _ = _data()
     write_part(tmp_path, "train", x, y)
@@ -218,8 +218,8 @@ def _local_gpus() -> int:
 
 
 def test_distribution_strategy_from_params(monkeypatch):
-    from imgclf.devices import describe_strategy, make_strategy
     from imgclf.errors import PipelineError
+    from imgclf.train.devices import describe_strategy, make_strategy
 
     monkeypatch.delenv("TF_CONFIG", raising=False)
     gpus = _local_gpus()
@@ -244,7 +244,7 @@ def test_distribution_strategy_from_params(monkeypatch):
     ({"op_threads": 0}, 32, 0),
 ])
 def test_op_threads_auto_gives_small_dense_networks_one_thread(overrides, batch_size, threads):
-    from imgclf.devices import op_threads
+    from imgclf.train.devices import op_threads
 
     train = dataclasses.replace(TrainParams(), **{"op_threads": "auto", **overrides})
     assert op_threads(train, (28, 28, 1), 10, batch_size) == threads
@@ -254,9 +254,9 @@ _THREADED_FIT = """
 import hashlib, sys
 import numpy as np
 import tensorflow as tf
-from imgclf.devices import set_op_threads
+from imgclf.train.devices import set_op_threads
 from imgclf.params import TrainParams
-from imgclf.training import make_deterministic, train_network
+from imgclf.train.training import make_deterministic, train_network
 
 set_op_threads(int(sys.argv[1]))
 rng = np.random.default_rng(0)
@@ -294,7 +294,7 @@ def test_op_threads_asked_after_tensorflow_started_leave_its_count_with_a_warnin
     import subprocess
     import sys
 
-    code = ("import tensorflow as tf\nfrom imgclf.devices import set_op_threads\n"
+    code = ("import tensorflow as tf\nfrom imgclf.train.devices import set_op_threads\n"
             "print(set_op_threads(2))\ntf.constant(1.0) + 1.0\nprint(set_op_threads(1))")
     env = {**os.environ, "PYTHONPATH": str(PROJECT), "TF_CPP_MIN_LOG_LEVEL": "3"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
@@ -309,7 +309,7 @@ def test_op_threads_asked_after_tensorflow_started_leave_its_count_with_a_warnin
     ({"chief": ["c:1"], "worker": ["a:1"]}, {"type": "worker", "index": 0}, False),
 ])
 def test_cluster_role_from_tf_config(monkeypatch, cluster, task, chief):
-    from imgclf.cluster import Cluster
+    from imgclf.train.cluster import Cluster
 
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": task}))
     for mode in ("multi_worker", "auto"):
@@ -320,8 +320,8 @@ def test_cluster_role_from_tf_config(monkeypatch, cluster, task, chief):
 
 
 def test_cluster_errors_name_the_fix(monkeypatch):
-    from imgclf.cluster import Cluster
     from imgclf.errors import PipelineError
+    from imgclf.train.cluster import Cluster
 
     monkeypatch.delenv("TF_CONFIG", raising=False)
     assert Cluster.from_env("auto") == Cluster()
@@ -356,7 +356,7 @@ class _StopAfter(keras.callbacks.Callback):
 
 
 def test_an_interrupted_training_resumes_to_the_uninterrupted_result(tmp_path):
-    from imgclf.resume import Backup
+    from imgclf.train.resume import Backup
 
     callbacks = CallbackParams(early_stopping=EarlyStoppingParams(enabled=True, patience=3))
     callbacks = dataclasses.replace(
@@ -388,7 +388,7 @@ def test_an_interrupted_training_resumes_to_the_uninterrupted_result(tmp_path):
 
 
 def test_each_epoch_draws_from_its_own_stream():
-    from imgclf.callbacks import EpochRandomness
+    from imgclf.train.callbacks import EpochRandomness
 
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dropout(0.5), keras.layers.Dense(2)])
     epoch = keras.Variable(0, dtype="int64", trainable=False)

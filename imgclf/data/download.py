@@ -9,7 +9,7 @@ import urllib.request
 from pathlib import Path
 
 from imgclf.artifacts import atomic_path
-from imgclf.datasets import DatasetSpec, RemoteFile
+from imgclf.data.datasets import DatasetSpec, RemoteFile
 from imgclf.errors import PipelineError
 
 _CHUNK = 1 << 20

@@ -20,8 +20,8 @@ import numpy as np
 from imgclf import layout
 from imgclf.artifacts import png_bytes, read_json, read_part
 from imgclf.errors import PipelineError
-from imgclf.metrics import confident_mistakes, confusion, confusion_records, per_class_report, summary_metrics
-from imgclf.scoring import load_scorer, predict_proba
+from imgclf.evaluate.metrics import confident_mistakes, confusion, confusion_records, per_class_report, summary_metrics
+from imgclf.evaluate.scoring import load_scorer, predict_proba
 
 MISTAKES_SHOWN = 25
 

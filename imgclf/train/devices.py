@@ -7,8 +7,8 @@ import sys
 
 import tensorflow as tf
 
-from imgclf.cluster import Cluster
 from imgclf.params import TrainParams
+from imgclf.train.cluster import Cluster
 
 # A dense network doing at most this many multiply-adds per batch (forward) fits faster with one
 # thread per op: splitting ops this small across threads costs more than it saves, and leaves

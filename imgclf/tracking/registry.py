@@ -7,7 +7,7 @@ import sys
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from imgclf.tracking import project_root, store_lock
+from imgclf.tracking.store import project_root, store_lock
 
 CHAMPION = "champion"
 ACCURACY_TAG = "test_accuracy"  # on each evaluated version: what a later one must beat

@@ -16,10 +16,10 @@ from typing import NamedTuple
 import numpy as np
 
 from imgclf.artifacts import read_array
-from imgclf.datasets import DatasetSpec
+from imgclf.data.datasets import DatasetSpec
+from imgclf.data.idx import read_idx
+from imgclf.data.images import BadImageError, decode_image, quiet_bomb_warnings
 from imgclf.errors import PipelineError
-from imgclf.idx import read_idx
-from imgclf.images import BadImageError, decode_image, quiet_bomb_warnings
 
 
 def load_raw(spec: DatasetSpec, raw_dir: Path) -> dict[str, np.ndarray]:

@@ -9,10 +9,10 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
-from imgclf.metrics import cross_entropy
-from imgclf.model import normalization
+from imgclf.evaluate.metrics import cross_entropy
 from imgclf.params import LogregParams
-from imgclf.training import Arrays, TrainResult
+from imgclf.train.model import normalization
+from imgclf.train.training import Arrays, TrainResult
 
 
 def train_logreg(train: Arrays, val: Arrays, n_classes: int, params: LogregParams,

@@ -19,7 +19,7 @@ import keras
 import numpy as np
 
 from imgclf.artifacts import file_md5, write_json
-from imgclf.history import epoch_row
+from imgclf.train.history import epoch_row
 
 # Under the real project root (DVC_ROOT), so a `dvc exp run --temp` copy killed with its folder
 # still leaves its backup behind; git-ignored. One folder per key: queued experiments do not meet.

@@ -1,6 +1,6 @@
 """Evaluate's MLflow records: one run per evaluation, nested under the model's training run.
 
-Kept apart from the scoring (imgclf.evaluation) so that evaluate imports MLflow while a second
+Kept apart from the scoring (imgclf.evaluate.evaluation) so that evaluate imports MLflow while a second
 process scores the test split.
 """
 
@@ -11,12 +11,13 @@ import sys
 
 import mlflow
 
-from imgclf import layout, lineage, tracking
+from imgclf import layout
 from imgclf.artifacts import file_md5, read_part
-from imgclf.evaluation import Scored
+from imgclf.evaluate.evaluation import Scored
 from imgclf.params import load_params
-from imgclf.registry import promote_champion
-from imgclf.run_page import DESCRIPTION_TAG, description
+from imgclf.tracking import lineage, store
+from imgclf.tracking.registry import promote_champion
+from imgclf.tracking.run_page import DESCRIPTION_TAG, description
 
 
 @contextlib.contextmanager
@@ -27,7 +28,7 @@ def evaluation_run(run_id: str):
     scored on; each evaluation keeps its own metrics, tagged with the test files' DVC hashes.
     Yields None (after a warning) when the store no longer holds the training run.
     """
-    trained = tracking.find_run(run_id)
+    trained = store.find_run(run_id)
     if trained is None:
         # The metrics files are still written; only the MLflow copy is missing (e.g. mlflow.db was deleted).
         print(f"warning: MLflow run {run_id} of this model is not in {mlflow.get_tracking_uri()} (or is deleted); "
@@ -36,11 +37,11 @@ def evaluation_run(run_id: str):
         yield None
         return
     test_md5 = {name: file_md5(path) for name, path in zip(("x", "y"), layout.part_files(layout.SPLIT_DIR, "test"))}
-    earlier = tracking.evaluations_of(trained)
-    tracking.close_stale_runs(trained.info.experiment_id)
-    with tracking.stage_run(experiment_id=trained.info.experiment_id, parent_run_id=run_id,
+    earlier = store.evaluations_of(trained)
+    store.close_stale_runs(trained.info.experiment_id)
+    with store.stage_run(experiment_id=trained.info.experiment_id, parent_run_id=run_id,
                             run_name=f"{trained.info.run_name} · test {test_md5['x'][:8]}",
-                            tags=tracking.evaluation_tags(trained, test_md5)) as run:
+                            tags=store.evaluation_tags(trained, test_md5)) as run:
         yield run
     if earlier:
         print(f"note: this model was trained earlier, in MLflow run {run_id} ({trained.info.run_name}), and "
@@ -61,7 +62,7 @@ def log_evaluation(run, info: dict, scored: Scored, class_names: list[str]) -> N
     mlflow.log_dict(scored.report, "evaluation/classification_report.json")
     mlflow.log_dict({"labels": class_names, "matrix": scored.matrix.tolist()}, "evaluation/confusion_matrix.json")
     for path, png in scored.figures.items():
-        tracking.log_bytes(png, f"evaluation/{path.name}")
+        store.log_bytes(png, f"evaluation/{path.name}")
     # The model's run page tells its whole story: training, test metrics, confusion matrix.
     trained = mlflow.get_run(info["mlflow_run_id"]).data.metrics
     headline = {**{k: trained[f"final_{k}"] for k in ("val_loss", "val_accuracy") if f"final_{k}" in trained},

@@ -1,4 +1,4 @@
-"""Classify image files with the trained model: python -m imgclf.predict photo.png [...]."""
+"""Classify image files with the trained model: python -m imgclf.serve.predict photo.png [...]."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import numpy as np
 
 from imgclf import layout
 from imgclf.artifacts import read_json, write_json
+from imgclf.data.images import PIXEL_SCALE, load_image
 from imgclf.errors import PipelineError, run_stage
-from imgclf.images import PIXEL_SCALE, load_image
-from imgclf.scoring import Scorer, load_scorer, predict_proba
+from imgclf.evaluate.scoring import Scorer, load_scorer, predict_proba
 
 
 def top_classes(probs: np.ndarray, class_names: list[str], k: int) -> list[tuple[str, float]]:
@@ -41,7 +41,7 @@ def predict_files(score: Scorer, info: dict, paths: list[str], k: int) -> dict[s
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m imgclf.predict", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m imgclf.serve.predict", description=__doc__)
     parser.add_argument("images", nargs="+", help="image files to classify (JPEG, PNG, BMP, GIF, WebP)")
     parser.add_argument("--model", type=Path, default=layout.MODEL, help="trained .keras model (default: %(default)s)")
     parser.add_argument("--top", type=int, default=3, help="how many classes to print per image (default: 3)")

@@ -11,7 +11,7 @@ import markupsafe
 import pandas as pd
 
 _ENV = jinja2.Environment(
-    loader=jinja2.PackageLoader("imgclf", "templates"),
+    loader=jinja2.PackageLoader("imgclf.report", "templates"),
     autoescape=jinja2.select_autoescape(["html.j2"]),
     undefined=jinja2.StrictUndefined,
     trim_blocks=True,

@@ -14,14 +14,14 @@ import numpy as np
 import tensorflow as tf
 from sklearn.utils.class_weight import compute_class_weight
 
-from imgclf.augmentation import build_augmentation
-from imgclf.batches import Arrays, make_dataset
-from imgclf.callbacks import EpochRandomness, LearningRateLogger, build_callbacks
-from imgclf.devices import describe_strategy, make_strategy
-from imgclf.history import best_epoch, history_rows
-from imgclf.model import build_model, compile_model
 from imgclf.params import CallbackParams, TrainParams
-from imgclf.resume import Backup, EpochBackup
+from imgclf.train.augmentation import build_augmentation
+from imgclf.train.batches import Arrays, make_dataset
+from imgclf.train.callbacks import EpochRandomness, LearningRateLogger, build_callbacks
+from imgclf.train.devices import describe_strategy, make_strategy
+from imgclf.train.history import best_epoch, history_rows
+from imgclf.train.model import build_model, compile_model
+from imgclf.train.resume import Backup, EpochBackup
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """The model a web shop serves: photos in (base64 file bytes), the top classes out, through MLflow's pyfunc.
 
 `mlflow models serve -m models:/<name>@champion` runs it. Each photo goes through predict's
-prepare_batch, the one conversion training, evaluate and `imgclf.predict` use, so a backend sends
+prepare_batch, the one conversion training, evaluate and `imgclf.serve.predict` use, so a backend sends
 the file as uploaded and never reimplements EXIF, alpha, mode, resize or scale.
 """
 
@@ -22,7 +22,7 @@ from PIL import Image
 
 from imgclf.artifacts import read_json, write_json
 from imgclf.errors import PipelineError
-from imgclf.predict import prepare_batch, top_classes
+from imgclf.serve.predict import prepare_batch, top_classes
 
 TOP_K = 3  # classes per photo unless the request's params say otherwise
 # What the served model needs of the training's model.json.
@@ -94,6 +94,6 @@ def log_photo_model(network, info: dict, example_pixels: np.ndarray, pip_require
         return mlflow.pyfunc.log_model(
             name="model", python_model=PhotoClassifier(),
             artifacts={"network": str(Path(tmp) / "network.keras"), "info": str(Path(tmp) / "model.json")},
-            code_paths=[str(Path(__file__).parent)],  # the package itself: the server imports this module
+            code_paths=[str(Path(__file__).parents[1])],  # the whole imgclf package: the server imports this module
             signature=signature, input_example=example, pip_requirements=pip_requirements,
             registered_model_name=registered_model_name)
