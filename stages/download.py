@@ -5,8 +5,8 @@ from imgclf.artifacts import atomic_dir, remove_staging, write_array, write_json
 from imgclf.data.datasets import get_dataset, load_bundled_digits
 from imgclf.data.download import download_files
 from imgclf.data.folders import scan_image_folder, to_manifest
-from imgclf.errors import run_stage
 from imgclf.params import load_params
+from imgclf.runtime import run_stage
 
 
 def main() -> None:

@@ -2,8 +2,9 @@
 
 from imgclf import layout
 from imgclf.artifacts import array_writer, bytes_writer, json_writer, read_json, remove_staging, write_together
-from imgclf.errors import importing, run_stage
+from imgclf.collector import importing
 from imgclf.evaluate.evaluation import in_background, score_test_split
+from imgclf.runtime import run_stage
 
 
 def main() -> None:

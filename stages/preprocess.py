@@ -15,8 +15,9 @@ from imgclf.data.datasets import get_dataset
 from imgclf.data.folders import from_manifest
 from imgclf.data.images import PIXEL_SCALE
 from imgclf.data.preprocess import decode_batches, load_raw, prepare_arrays
-from imgclf.errors import PipelineError, run_stage
+from imgclf.errors import PipelineError
 from imgclf.params import DataParams, load_params
+from imgclf.runtime import run_stage
 
 
 def main() -> None:

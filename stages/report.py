@@ -4,11 +4,11 @@ import numpy as np
 
 from imgclf import layout
 from imgclf.artifacts import atomic_dir, read_array, read_json, read_part, remove_staging, save_figure, write_text
-from imgclf.errors import run_stage
 from imgclf.evaluate.metrics import confident_mistakes
 from imgclf.params import flatten, load_params
 from imgclf.plots import image_grid_figure, learning_curves_figure, prediction_captions
 from imgclf.report.render import build_context, render_html, render_markdown
+from imgclf.runtime import run_stage
 from imgclf.train.history import read_history
 
 GRID = 25

@@ -14,8 +14,8 @@ from imgclf.artifacts import (
     write_json,
 )
 from imgclf.data.split import describe_source, plan_splits, summarize_splits
-from imgclf.errors import run_stage
 from imgclf.params import load_params
+from imgclf.runtime import run_stage
 
 
 def main() -> None:

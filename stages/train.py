@@ -23,10 +23,10 @@ from imgclf.artifacts import (
     text_writer,
     write_together,
 )
-from imgclf.errors import run_stage
 from imgclf.evaluate.scoring import EXPORT_NOTE, ONNX_NAME, export_onnx, sha256
 from imgclf.params import flatten, load_params
 from imgclf.plots import augmentation_figure
+from imgclf.runtime import run_stage
 from imgclf.serve.serving import log_photo_model
 from imgclf.tracking import lineage, store
 from imgclf.tracking.run_page import DESCRIPTION_TAG, description, run_name

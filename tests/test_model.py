@@ -59,7 +59,7 @@ def test_imagenet_weights_that_cannot_be_fetched_are_one_clear_line(tmp_path):
     from tests.dvc_project import env
 
     proxy = f"http://127.0.0.1:{free_ports()[0]}"  # nothing answers: as without network
-    code = ("from imgclf.errors import run_stage; from imgclf.train.model import build_transfer; "
+    code = ("from imgclf.runtime import run_stage; from imgclf.train.model import build_transfer; "
             "from imgclf.params import TrainParams, TransferParams; "
             "run_stage(lambda: build_transfer((32, 32, 3), 3, "
             "TrainParams(model='transfer', transfer=TransferParams(backbone='mobilenet_v2'))))")

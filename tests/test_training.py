@@ -159,7 +159,7 @@ def test_class_weights_reach_the_loss():
 
 def test_invalid_training_options_stop_the_stage_before_training(tmp_path, monkeypatch, capsys):
     from imgclf import layout
-    from imgclf.errors import run_stage
+    from imgclf.runtime import run_stage
     from stages import train
     from tests.conftest import write_tiny_split
 

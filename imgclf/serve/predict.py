@@ -11,8 +11,9 @@ import numpy as np
 from imgclf import layout
 from imgclf.artifacts import read_json, write_json
 from imgclf.data.images import PIXEL_SCALE, load_image
-from imgclf.errors import PipelineError, run_stage
+from imgclf.errors import PipelineError
 from imgclf.evaluate.scoring import Scorer, load_scorer, predict_proba
+from imgclf.runtime import run_stage
 
 
 def top_classes(probs: np.ndarray, class_names: list[str], k: int) -> list[tuple[str, float]]:

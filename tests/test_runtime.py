@@ -12,7 +12,8 @@ ROOT = Path(__file__).resolve().parents[1]
 STAGE = textwrap.dedent("""
     import atexit, gc, sys
     from pathlib import Path
-    from imgclf.errors import PipelineError, run_stage
+    from imgclf.errors import PipelineError
+    from imgclf.runtime import run_stage
 
     out = Path(sys.argv[1])
     # Registered before main runs, so it runs last at exit: what the stage's own atexit handlers see.
@@ -53,7 +54,7 @@ def test_a_failed_stage_exits_2_with_one_line_and_its_objects_are_collected_at_e
 PROBE = textwrap.dedent("""
     import gc
     from pathlib import Path
-    from imgclf.errors import run_stage
+    from imgclf.runtime import run_stage
 
     imported_with_collector = gc.isenabled()
 
@@ -97,7 +98,7 @@ def test_importing_a_stage_module_keeps_the_collector(tmp_path):
 
 IMPORTING = textwrap.dedent("""
     import gc, sys
-    from imgclf.errors import importing
+    from imgclf.collector import importing
 
     if sys.argv[1] == "off":
         gc.disable()
@@ -129,41 +130,3 @@ def test_every_stage_script_runs_its_main_through_run_stage():
         last = ast.parse(script.read_text()).body[-1]
         assert (isinstance(last, ast.If) and ast.unparse(last.test) == "__name__ == '__main__'"
                 and [ast.unparse(node) for node in last.body] == ["run_stage(main)"]), script.name
-
-
-# Reports, as the stage process exits, how many threads NumPy's OpenBLAS runs.
-BLAS_THREADS = textwrap.dedent("""
-    import atexit, sys
-
-    def report():
-        import numpy  # noqa: F401 (imported already in a stage that uses it)
-        from threadpoolctl import threadpool_info
-        threads = [info["num_threads"] for info in threadpool_info() if info["internal_api"] == "openblas"]
-        print("openblas threads:", threads[0] if threads else None, file=sys.stderr)
-
-    atexit.register(report)
-""")
-
-
-def test_only_preprocess_starts_numpys_openblas_with_one_thread(tmp_path):
-    """preprocess's decoding threads want both cores; OpenBLAS's own would spin on them at import."""
-    (tmp_path / "site").mkdir()
-    (tmp_path / "site/sitecustomize.py").write_text(BLAS_THREADS)
-    limits = ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS")  # any of them sets OpenBLAS's count
-    env = {key: value for key, value in os.environ.items() if key not in limits}
-    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path / "site"), str(ROOT)])
-
-    def threads(*args: str) -> int:
-        # No params.yaml here: a stage stops at once, with its error, and its process reports on exit.
-        ran = subprocess.run([sys.executable, *args], cwd=tmp_path, env=env, capture_output=True, text=True,
-                             timeout=120)
-        assert "openblas threads:" in ran.stderr, ran.stderr
-        count = ran.stderr.split("openblas threads:")[1].split()[0]
-        if count == "None":
-            pytest.skip("this NumPy is built without OpenBLAS (e.g. Accelerate on macOS)")
-        return int(count)
-
-    default = threads("-c", "pass")  # OpenBLAS's own count: one per core
-    assert default > 1 or os.cpu_count() == 1  # else the check below could not tell
-    assert threads("-m", "stages.preprocess") == 1
-    assert threads("-m", "stages.download") == default
