@@ -3,7 +3,8 @@
 from imgclf import layout
 from imgclf.artifacts import array_writer, bytes_writer, json_writer, read_json, remove_staging, write_together
 from imgclf.collector import importing
-from imgclf.evaluate.evaluation import in_background, score_test_split
+from imgclf.evaluate.evaluation import score_test_split
+from imgclf.evaluate.overlap import in_background
 from imgclf.runtime import run_stage
 
 
@@ -12,7 +13,7 @@ def main() -> None:
     info = read_json(layout.MODEL_INFO)
     class_names = read_json(layout.meta_file(layout.SPLIT_DIR))["class_names"]
     with in_background(score_test_split, info) as scoring:
-        # Imported only now, after the fork: MLflow's import and store (about 2.5 s) overlap the scoring.
+        # Imported only now, after the fork: MLflow's import and store overlap the scoring.
         with importing():
             from imgclf.tracking.evaluation_run import evaluation_run, log_evaluation
 

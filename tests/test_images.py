@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from imgclf.data import images
+from imgclf.data import images, jpeg
 from imgclf.data.images import BadImageError, load_image
 from tests.conftest import photo
 
@@ -111,13 +111,13 @@ def test_resize_to_the_size_it_has_gives_a_new_writable_array():
 @pytest.fixture
 def reduced_decodes(monkeypatch):
     """The arrays libjpeg-turbo (simplejpeg) decoded, in order; a decode it refused adds nothing."""
-    decoded, decode = [], images.simplejpeg.decode_jpeg
+    decoded, decode = [], jpeg.simplejpeg.decode_jpeg
 
     def recorded(*args, **kwargs):
         decoded.append(decode(*args, **kwargs))
         return decoded[-1]
 
-    monkeypatch.setattr(images.simplejpeg, "decode_jpeg", recorded)
+    monkeypatch.setattr(jpeg.simplejpeg, "decode_jpeg", recorded)
     return decoded
 
 

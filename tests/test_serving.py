@@ -48,14 +48,18 @@ def server(project, tmp_path_factory):
 
 
 def test_the_served_model_pins_every_library_its_photo_decoding_imports(project):
-    """The server installs the model's requirements.txt: the decoding code it ships (imgclf/data/images.py)
-    must find each library it imports there, not only in the project's own environment."""
+    """The server installs the model's requirements.txt: the decoding code it ships (imgclf/data/images.py
+    and the JPEG decoder it calls, imgclf/data/jpeg.py) must find each library it imports there, not only in
+    the project's own environment."""
     import ast
     import importlib.metadata
 
-    tree = ast.parse((PROJECT / "imgclf/data/images.py").read_text())
-    modules = {alias.name.split(".")[0] for node in tree.body if isinstance(node, ast.Import) for alias in node.names}
-    modules |= {node.module.split(".")[0] for node in tree.body if isinstance(node, ast.ImportFrom) and node.module}
+    modules = set()
+    for source in ("imgclf/data/images.py", "imgclf/data/jpeg.py"):
+        tree = ast.parse((PROJECT / source).read_text())
+        modules |= {alias.name.split(".")[0] for node in tree.body if isinstance(node, ast.Import)
+                    for alias in node.names}
+        modules |= {node.module.split(".")[0] for node in tree.body if isinstance(node, ast.ImportFrom) and node.module}
     third_party = modules - set(sys.stdlib_module_names) - {"__future__", "imgclf", "numpy"}  # numpy: TensorFlow's
     providers = importlib.metadata.packages_distributions()
     needed = {providers[module][0].lower() for module in third_party}

@@ -8,6 +8,7 @@ import sys
 import tensorflow as tf
 
 from imgclf.params import TrainParams
+from imgclf.train import keras_compat
 from imgclf.train.cluster import Cluster
 
 # A dense network doing at most this many multiply-adds per batch (forward) fits faster with one
@@ -53,55 +54,11 @@ def set_op_threads(threads: int) -> int:
 def make_strategy(mode: str) -> tf.distribute.Strategy:
     """TensorFlow's distribution strategy for train.distribute (auto: what the machine offers)."""
     if Cluster.from_env(mode).workers > 1 or mode == "multi_worker":
-        _fix_keras_multi_worker()
+        keras_compat.fix_multi_worker_fit()
         return tf.distribute.MultiWorkerMirroredStrategy()
     if mode == "mirrored" or (mode == "auto" and len(tf.config.list_logical_devices("GPU")) > 1):
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()  # the default: one device
-
-
-def _fix_keras_multi_worker() -> None:
-    """Two Keras 3 bugs that stop fit on every worker of a MultiWorkerMirroredStrategy (keras#20585).
-
-    - Before the first step fit averages a batch over the workers, to build the model and compile's
-      metrics symbolically from its shapes; that fails on a tuple of per-replica tensors
-      ("unsupported type (PerReplica) to a Tensor"). This worker's own part of the batch has the
-      same shapes, so the build uses it.
-    - Each step's logs are scalars, reduced with axis=0 ("Invalid reduction dimension 0 for input
-      with 0 dimensions"): a scalar is averaged over the workers with axis=None.
-    Both patches act only under that strategy; a Keras whose internals moved fails here, loudly.
-    """
-    from keras.src import tree
-    from keras.src.backend.tensorflow import trainer
-
-    if getattr(trainer, "_imgclf_fixed", False):
-        return
-    reduce_per_replica, symbolic_build = trainer.reduce_per_replica, trainer.TensorFlowTrainer._maybe_symbolic_build
-
-    def multi_worker(strategy) -> bool:
-        return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-
-    def reduce_fixed(values, strategy, reduction):
-        if reduction in ("auto", "mean") and multi_worker(strategy):
-            def mean(v):
-                rank = strategy.experimental_local_results(v)[0].shape.rank
-                return strategy.reduce("MEAN", v, axis=0 if rank else None)
-            return tree.map_structure(mean, values)
-        return reduce_per_replica(values, strategy, reduction)
-
-    def symbolic_build_fixed(self, iterator=None, data_batch=None):
-        strategy = self._distribute_strategy
-        if iterator is None or not multi_worker(strategy):
-            return symbolic_build(self, iterator=iterator, data_batch=data_batch)
-        for _, _, batches in iterator:
-            local = tree.map_structure(lambda v: strategy.experimental_local_results(v)[0], next(batches))
-            break
-        with strategy.scope():
-            self._symbolic_build(data_batch=local)
-
-    trainer.reduce_per_replica = reduce_fixed
-    trainer.TensorFlowTrainer._maybe_symbolic_build = symbolic_build_fixed
-    trainer._imgclf_fixed = True
 
 
 def describe_strategy(strategy: tf.distribute.Strategy) -> dict[str, str]:

@@ -6,7 +6,7 @@ import time
 import pytest
 
 from imgclf.errors import PipelineError
-from imgclf.evaluate.evaluation import in_background
+from imgclf.evaluate.overlap import in_background
 
 linux_only = pytest.mark.skipif(sys.platform != "linux", reason="elsewhere the work runs in the caller's process")
 
@@ -54,3 +54,10 @@ def test_a_caller_that_fails_stops_the_child_at_once():
         child = pending._child
         raise RuntimeError("MLflow's store is locked")
     assert time.monotonic() - started < 30 and not child.is_alive() and child.exitcode == -signal.SIGKILL
+
+
+def test_with_the_switch_off_the_work_runs_in_the_caller(monkeypatch):
+    monkeypatch.setenv("IMGCLF_OVERLAP", "0")
+    with in_background(_pid_and_parent, 0) as pending:
+        pid, _ = pending.result()
+    assert pid == os.getpid()
