@@ -86,6 +86,15 @@ def test_a_stage_imports_without_the_cyclic_collector_and_runs_main_with_it(tmp_
     assert (project / "probe.txt").read_text() == "imports=False main=True frozen=True"
 
 
+def test_with_the_switch_off_a_stage_keeps_the_collector_and_freezes_nothing(tmp_path):
+    project = _probe_stage(tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "IMGCLF_GC_TUNING": "0"}
+    ran = subprocess.run([sys.executable, "-m", "stages.probe"], cwd=project, env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    assert (project / "probe.txt").read_text() == "imports=True main=True frozen=False"
+
+
 def test_importing_a_stage_module_keeps_the_collector(tmp_path):
     project = _probe_stage(tmp_path)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -78,13 +78,13 @@ def resize(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     Bilinear (OpenCV's INTER_LINEAR) while each output pixel spans at most 2 source pixels a side,
     so that every source pixel counts: a JPEG photo after the decoder's M/8 scale (150x200 to
     150x150), or a small image enlarged. Beyond that, where bilinear would skip source pixels
-    (and alias), each output pixel is the mean of the area it covers (INTER_AREA, 2.5x the time);
-    a side that grows meanwhile is enlarged bilinearly after (INTER_AREA averages only where both
-    sides shrink).
+    (and alias), each output pixel is the mean of the area it covers (INTER_AREA, slower, so only
+    where it is needed); a side that grows meanwhile is enlarged bilinearly after (INTER_AREA
+    averages only where both sides shrink).
 
-    OpenCV resizes the NumPy array itself and releases the GIL; Pillow's resize needs copies into
-    and out of its own image type that hold it, so in two decoding threads it ran 1.26x faster
-    than in one, against OpenCV's 1.9x.
+    OpenCV resizes the NumPy array itself with the GIL released, so preprocess's decoding threads
+    resize in parallel; Pillow's resize needs copies into and out of its own image type that hold
+    the GIL.
     """
     height, width = pixels.shape[:2]
     resized = pixels

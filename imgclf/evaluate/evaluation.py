@@ -32,7 +32,7 @@ class Scored:
 
 def score_test_split(info: dict) -> Scored:
     """The trained model (models/) on the test split (data/split)."""
-    # matplotlib is imported here, in the scoring process: its 0.3-0.4 s stays off MLflow's path.
+    # matplotlib is imported here, in the scoring process, so its import stays off MLflow's path.
     from imgclf.plots import confusion_figure, image_grid_figure, prediction_captions
 
     x_test, y_true = read_part(layout.SPLIT_DIR, "test")

@@ -13,8 +13,8 @@ from imgclf.train.cluster import Cluster
 
 # A dense network doing at most this many multiply-adds per batch (forward) fits faster with one
 # thread per op: splitting ops this small across threads costs more than it saves, and leaves
-# every step waiting on the slower thread. The lessons' MNIST MLP (784-128-10) fit, on 2 cores,
-# 1.05-1.9x faster at 32 per batch (3.3 million) and 1.1-1.9x at 128; 0.87-1.1x at 512, 0.84-1.0x at 2,048.
+# every step waiting on the slower thread. The bound sits between the lessons' MLP (784-128-10)
+# at batch 128, which gains, and at batch 512, which does not (docs/performance.md).
 SMALL_BATCH_WORK = 32_000_000
 
 
