@@ -6,7 +6,6 @@ import contextlib
 import os
 import random
 import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,7 @@ from mlflow.tracking import MlflowClient
 from sqlalchemy.exc import SQLAlchemyError
 
 from imgclf.errors import PipelineError
+from imgclf.tracking import mlflow_store
 
 LOCAL_DB = "mlflow.db"
 STORE_LOCK = ".mlflow.db.lock"
@@ -56,7 +56,7 @@ def connect() -> str:
         _check_server(uri)
     elif uri.startswith("sqlite:"):
         with store_lock(root):
-            _repair_store(root / LOCAL_DB)
+            mlflow_store.repair_cut_migration(root / LOCAL_DB)
             try:
                 MlflowClient().search_experiments(max_results=1)  # creates or migrates the store, once
             except (MlflowException, SQLAlchemyError) as exc:
@@ -85,25 +85,6 @@ def _check_server(uri: str) -> None:
             f"the MLflow tracking server at {uri} (MLFLOW_TRACKING_URI) does not answer ({type(exc).__name__}); "
             f"start it (mlflow server --host ... --port ...), or unset MLFLOW_TRACKING_URI to use the "
             f"project's local store") from None
-
-
-def _repair_store(db: Path) -> None:
-    """Finish or undo a schema migration a killed process left half done (MLflow fails on every run after it).
-
-    On sqlite, Alembic changes a table by copying it to _alembic_tmp_<table>, dropping the table and
-    renaming the copy. Cut short before the drop, the copy is surplus; after it, the copy is the table.
-    """
-    if not db.exists():
-        return
-    with contextlib.closing(sqlite3.connect(db)) as con, con:
-        tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        for tmp in sorted(t for t in tables if t.startswith("_alembic_tmp_")):
-            table = tmp.removeprefix("_alembic_tmp_")
-            if table in tables:
-                con.execute(f'DROP TABLE "{tmp}"')
-            else:
-                con.execute(f'ALTER TABLE "{tmp}" RENAME TO "{table}"')
-            print(f"note: repaired {db.name}: table {table} of a schema migration cut short", file=sys.stderr)
 
 
 def use_experiment(name: str, attempts: int = 5) -> str:
