@@ -18,8 +18,7 @@ def main() -> None:
 
         with evaluation_run(info["mlflow_run_id"]) as run:
             scored = scoring.result()
-            if run is not None:
-                log_evaluation(run, info, scored, class_names)
+            champion = run is not None and log_evaluation(run, info, scored, class_names)
             # Outputs last and together, inside the run: when anything fails, the run is marked FAILED.
             write_together({
                 layout.EVAL_METRICS: json_writer(scored.summary),
@@ -28,6 +27,12 @@ def main() -> None:
                 layout.PREDICTIONS: array_writer(scored.probs),
                 **{path: bytes_writer(png) for path, png in scored.figures.items()},
             })
+        if run is not None:
+            print(f"evaluate: logged as MLflow run {run.info.run_id}, nested under training run "
+                  f"{info['mlflow_run_id']}")
+    if champion:
+        print(f"evaluate: {info['registered_model']} version {info['registered_version']} is the champion "
+              f"(test accuracy {scored.summary['accuracy']})")
     print(f"evaluate: {scored.summary}")
 
 

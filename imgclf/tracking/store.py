@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import random
 import socket
 import sqlite3
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,6 +22,8 @@ from mlflow.tracking import MlflowClient
 from sqlalchemy.exc import SQLAlchemyError
 
 from imgclf.errors import PipelineError
+
+log = logging.getLogger(__name__)
 
 LOCAL_DB = "mlflow.db"
 STORE_LOCK = ".mlflow.db.lock"
@@ -103,7 +105,7 @@ def _repair_store(db: Path) -> None:
                 con.execute(f'DROP TABLE "{tmp}"')
             else:
                 con.execute(f'ALTER TABLE "{tmp}" RENAME TO "{table}"')
-            print(f"note: repaired {db.name}: table {table} of a schema migration cut short", file=sys.stderr)
+            log.info("repaired %s: table %s of a schema migration cut short", db.name, table)
 
 
 def use_experiment(name: str, attempts: int = 5) -> str:
@@ -193,8 +195,8 @@ def close_stale_runs(experiment_id: str, keep: str | None = None) -> list[str]:
             continue
         MlflowClient().set_terminated(run.info.run_id, "KILLED")
         closed.append(run.info.run_id)
-        print(f"note: MLflow run {run.info.run_id} ({run.info.run_name}), whose {run.data.tags.get('stage')} "
-              f"stage was killed, is marked KILLED", file=sys.stderr)
+        log.info("MLflow run %s (%s), whose %s stage was killed, is marked KILLED",
+                 run.info.run_id, run.info.run_name, run.data.tags.get("stage"))
     return closed
 
 
