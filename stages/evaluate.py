@@ -12,7 +12,7 @@ def main() -> None:
     info = read_json(layout.MODEL_INFO)
     class_names = read_json(layout.meta_file(layout.SPLIT_DIR))["class_names"]
     with in_background(score_test_split, info) as scoring:
-        # Imported only now, after the fork: MLflow's import and store (about 2.5 s) overlap the scoring.
+        # Imported only now, after the fork: MLflow's import and store, which take seconds, overlap the scoring.
         with importing():
             from imgclf.tracking.evaluation_run import evaluation_run, log_evaluation
 

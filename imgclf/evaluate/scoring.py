@@ -1,10 +1,10 @@
 """A trained model's class probabilities, with ONNX Runtime where train exported the model.
 
 Evaluate and predict score thousands of images in milliseconds, but importing TensorFlow to do
-it takes 5-8 s. Train exports the Keras model to ONNX (Keras's own `model.export(format="onnx")`)
+it takes seconds. Train exports the Keras model to ONNX (Keras's own `model.export(format="onnx")`)
 and keeps the copy only when ONNX Runtime gives Keras's probabilities on a sample of the training
 images; model.json records the copy's sha256, so a copy that is not this model's is never used.
-A model without a matching copy (one that does not export, or an older one) is scored by Keras.
+A model without a matching copy (one that does not export, or whose model.json names none) is scored by Keras.
 """
 
 from __future__ import annotations
