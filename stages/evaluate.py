@@ -13,14 +13,13 @@ def main() -> None:
     info = read_json(layout.MODEL_INFO)
     class_names = read_json(layout.meta_file(layout.SPLIT_DIR))["class_names"]
     with in_background(score_test_split, info) as scoring:
-        # Imported only now, after the fork: MLflow's import and store overlap the scoring.
+        # Imported only now, after the fork: MLflow's import and store, which take seconds, overlap the scoring.
         with importing():
             from imgclf.tracking.evaluation_run import evaluation_run, log_evaluation
 
         with evaluation_run(info["mlflow_run_id"]) as run:
             scored = scoring.result()
-            if run is not None:
-                log_evaluation(run, info, scored, class_names)
+            champion = run is not None and log_evaluation(run, info, scored, class_names)
             # Outputs last and together, inside the run: when anything fails, the run is marked FAILED.
             write_together({
                 layout.EVAL_METRICS: json_writer(scored.summary),
@@ -29,6 +28,12 @@ def main() -> None:
                 layout.PREDICTIONS: array_writer(scored.probs),
                 **{path: bytes_writer(png) for path, png in scored.figures.items()},
             })
+        if run is not None:
+            print(f"evaluate: logged as MLflow run {run.info.run_id}, nested under training run "
+                  f"{info['mlflow_run_id']}")
+    if champion:
+        print(f"evaluate: {info['registered_model']} version {info['registered_version']} is the champion "
+              f"(test accuracy {scored.summary['accuracy']})")
     print(f"evaluate: {scored.summary}")
 
 

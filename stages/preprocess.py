@@ -4,7 +4,7 @@ This stage defines the normalization: meta.json's pixel_scale maps the stored pi
 where the source is) to [0, 1]; the model's first layer (a Rescaling) applies it.
 """
 
-import sys
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,9 @@ from imgclf.data.preprocess import decode_batches, load_raw, prepare_arrays
 from imgclf.errors import PipelineError
 from imgclf.params import DataParams, load_params
 from imgclf.runtime import run_stage
+
+# Named under imgclf, whose lines run_stage formats: run with -m, this module is __main__.
+log = logging.getLogger("imgclf.stages.preprocess")
 
 
 def main() -> None:
@@ -56,7 +59,7 @@ def _decode_folder(data: DataParams, out: Path) -> dict:
                     kept[start + i] = False
                     skipped.append(f"{files[start + i][0]}: {exc}")
                     if data.on_bad_image == "skip":
-                        print(f"warning: skipping {skipped[-1]}", file=sys.stderr)
+                        log.warning("skipping %s", skipped[-1])
                 if batch.images is not None:
                     images.extend(batch.images)
                 start += batch.count

@@ -1,8 +1,8 @@
 """Stage train: fit the model on data/split, track the run in MLflow, then write the model and its records."""
 
 import json
+import logging
 import os
-import sys
 from importlib.metadata import version
 from pathlib import Path
 
@@ -39,6 +39,8 @@ from imgclf.train.logreg import train_logreg
 from imgclf.train.resume import Backup, run_key
 from imgclf.train.training import class_weights, make_deterministic, resolve_batch_size, train_network
 
+# Named under imgclf, whose lines run_stage formats: run with -m, this module is __main__.
+log = logging.getLogger("imgclf.stages.train")
 PREVIEW_IMAGES = 6
 
 
@@ -142,7 +144,7 @@ def main() -> None:
     if onnx:
         print(f"train: model {onnx_note}")
     else:
-        print(f"warning: model {onnx_note}; evaluate and predict load TensorFlow to score it", file=sys.stderr)
+        log.warning("model %s; evaluate and predict load TensorFlow to score it", onnx_note)
     print(f"train: {result.summary} {result.tags} (MLflow run {run.info.run_id})")
 
 

@@ -1,4 +1,7 @@
+import re
+
 import pytest
+import yaml
 
 from imgclf.params import Params, ParamsError, flatten, load_params, parse_params
 from tests.conftest import PROJECT
@@ -89,3 +92,39 @@ def test_flatten_gives_dotted_keys_as_dvc_shows_them():
     assert flat["train.hidden_units"] == [32, 16]
     assert flat["data.mirror"] is None
     assert flat["seed"] == 42
+
+
+def _dotted(node: dict, prefix: str = "") -> dict:
+    """A parsed YAML mapping as dotted keys, as flatten gives Params."""
+    out = {}
+    for key, value in node.items():
+        out.update(_dotted(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return out
+
+
+def test_params_yaml_spells_out_every_param_at_its_default():
+    """params.yaml is what runs; the dataclass defaults are what a missing key means. They are one set."""
+    raw = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    defaults = flatten(Params())
+    assert sorted(_dotted(raw)) == sorted(defaults)
+    assert flatten(parse_params(raw)) == defaults
+
+
+def _documented() -> dict[str, str]:
+    """docs/params.md's table of params: each key and its default as written."""
+    text = (PROJECT / "docs" / "params.md").read_text()
+    table = text.split("| key | default | meaning |\n| --- | --- | --- |\n", 1)[1].split("\n\n", 1)[0]
+    rows = {}
+    for line in table.splitlines():
+        key, default = (cell.strip() for cell in line.strip("|").split(" | ")[:2])
+        assert re.fullmatch(r"`[\w.]+`", key), f"one key per row: {line}"
+        assert key not in rows, f"documented twice: {key}"
+        rows[key.strip("`")] = default
+    return rows
+
+
+def test_docs_document_every_param_and_only_those_with_their_defaults():
+    documented, defaults = _documented(), flatten(Params())
+    assert sorted(documented) == sorted(defaults)
+    for key, written in documented.items():
+        assert yaml.safe_load(written.strip("`")) == defaults[key], f"{key}: docs say {written}"

@@ -162,7 +162,7 @@ def test_a_restored_model_scored_on_a_changed_test_set_keeps_both_evaluations(re
     sorted((shop / "test" / "shirt").iterdir())[0].unlink()  # the test set changes; train and val do not
     result = dvc(repo, "exp", "run", "-n", "test-v2", "-S", f"data.path={shop}", *unique)
     assert stages_restored(result) == {"train"} and "Running stage 'evaluate'" in result.stdout
-    assert f"this model was trained earlier, in MLflow run {model_run}" in result.stdout
+    assert f"note: this model was trained earlier, in MLflow run {model_run}" in result.stderr
     assert json.loads((repo / "models/model.json").read_text())["mlflow_run_id"] == model_run
     second = json.loads((repo / "metrics/eval.json").read_text())
 

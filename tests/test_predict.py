@@ -82,7 +82,7 @@ def test_a_model_of_the_old_unit_range_contract_is_refused(tmp_path):
     model, info = _tiny_model(tmp_path)
     Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "x.png")
     old = {k: v for k, v in info.items() if k not in ("input_dtype", "pixel_scale")}
-    with pytest.raises(PipelineError, match="older version.*retrain"):
+    with pytest.raises(PipelineError, match="no pixel_scale.*retrain"):
         predict_files(_keras(model), old, [str(tmp_path / "x.png")], k=1)
 
 

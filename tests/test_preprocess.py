@@ -98,7 +98,8 @@ def test_decode_images_bounds_the_batches_in_flight(tmp_path, monkeypatch):
     assert first.dtype == np.uint8
 
 
-def test_the_stage_keeps_each_photo_beside_its_label_when_bad_files_fall_inside_batches(tmp_path, monkeypatch):
+def test_the_stage_keeps_each_photo_beside_its_label_when_bad_files_fall_inside_batches(
+        tmp_path, monkeypatch, caplog):
     """Batches of 32 are written whole: a bad file at a batch's first or last place, or a batch of
     bad files only, must not shift the rows after it."""
     from imgclf.data.folders import scan_image_folder, to_manifest
@@ -127,3 +128,6 @@ def test_the_stage_keeps_each_photo_beside_its_label_when_bad_files_fall_inside_
     assert [int(v) for v in x[:, 0, 0, 0]] == [i for i, _ in good]
     assert y.tolist() == [label for _, label in good]
     assert [s.split(": ")[0] for s in meta["skipped"]] == [files[position][0] for position in sorted(bad)]
+    # one warning per skipped photo, through the stage's logger: "warning: skipping <path>: <why>" on stderr
+    assert [r.getMessage() for r in caplog.records if r.name == "imgclf.stages.preprocess"] == [
+        f"skipping {skipped}" for skipped in meta["skipped"]]

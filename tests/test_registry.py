@@ -39,7 +39,7 @@ def test_champion_moves_only_to_a_better_model(tmp_path, monkeypatch):
     assert {v: float(s) for v, s in scores.items()} == {first: 0.90, worse: 0.85, tie: 0.90, better: 0.93}
 
 
-def test_a_deleted_version_is_left_out_with_a_warning(tmp_path, monkeypatch, capsys):
+def test_a_deleted_version_is_left_out_with_a_warning(tmp_path, monkeypatch, caplog):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("DVC_ROOT", raising=False)
@@ -50,4 +50,5 @@ def test_a_deleted_version_is_left_out_with_a_warning(tmp_path, monkeypatch, cap
     client.delete_model_version("shop", deleted)
     assert not promote_champion("shop", deleted, 0.99)
     assert client.get_model_version_by_alias("shop", CHAMPION).version == first
-    assert f"version {deleted} of registered model shop is no longer in the registry" in capsys.readouterr().err
+    (warning,) = [r for r in caplog.records if r.name == "imgclf.tracking.registry"]
+    assert f"version {deleted} of registered model shop is no longer in the registry" in warning.getMessage()

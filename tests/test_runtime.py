@@ -51,6 +51,37 @@ def test_a_failed_stage_exits_2_with_one_line_and_its_objects_are_collected_at_e
     assert (tmp_path / "atexit.txt").read_text() == "frozen=False"
 
 
+REPORTING = textwrap.dedent("""
+    import logging, sys, types
+    from pathlib import Path
+    from imgclf.evaluate import scoring
+    from imgclf.runtime import run_stage
+
+    logging.basicConfig(format="root: %(message)s")  # a library's handler on the root logger, as absl adds
+    # A stand-in Keras, so that the scorer falls back to it without TensorFlow's import.
+    sys.modules["keras"] = types.SimpleNamespace(models=types.SimpleNamespace(load_model=lambda *a, **k: None))
+
+    def main():
+        scoring.load_scorer(Path("models/model.keras"), {"onnx_sha256": "0" * 64})
+        logging.getLogger("imgclf.tracking.store").info("repaired mlflow.db")
+        print("stage: done")
+
+    run_stage(main)
+""")
+
+
+def test_a_library_warning_reaches_a_stages_stderr_as_one_labelled_line(tmp_path):
+    ran = subprocess.run([sys.executable, "-c", REPORTING], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                         capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stderr.splitlines() == [
+        "warning: models/onnx/model.onnx is missing; scoring models/model.keras with Keras "
+        "(restore both with `dvc checkout`)",
+        "note: repaired mlflow.db",
+    ]
+    assert ran.stdout == "stage: done\n"  # the stage's own lines stay on stdout
+
+
 PROBE = textwrap.dedent("""
     import gc
     from pathlib import Path

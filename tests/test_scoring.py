@@ -62,15 +62,19 @@ def test_a_model_without_an_onnx_copy_is_scored_by_keras(tmp_path):
     assert scoring.load_scorer(path, {})[1] == "keras"
 
 
-def test_an_onnx_copy_that_is_missing_or_another_models_is_not_used(tmp_path, capsys):
+def test_an_onnx_copy_that_is_missing_or_another_models_is_not_used(tmp_path, caplog):
     model, other, x = _model(0), _model(1), _stored(10)
     path, info = _saved(tmp_path, model, scoring.export_onnx(model, x)[0])
     scoring.onnx_path(path).write_bytes(scoring.export_onnx(other, x)[0])  # e.g. a partial dvc checkout
     score, runtime = scoring.load_scorer(path, info)
-    assert runtime == "keras" and "is not the one train exported with it" in capsys.readouterr().err
+    warned = [r.getMessage() for r in caplog.records if r.name == scoring.__name__]
+    assert runtime == "keras" and len(warned) == 1 and "is not the one train exported with it" in warned[0]
     np.testing.assert_array_equal(scoring.predict_proba(score, x), model.predict(x, verbose=0))
     scoring.onnx_path(path).unlink()
-    assert scoring.load_scorer(path, info)[1] == "keras" and "is missing" in capsys.readouterr().err
+    caplog.clear()
+    assert scoring.load_scorer(path, info)[1] == "keras"
+    assert [r.getMessage() for r in caplog.records if r.name == scoring.__name__] == [
+        f"{scoring.onnx_path(path)} is missing; scoring {path} with Keras (restore both with `dvc checkout`)"]
 
 
 def test_a_model_onnx_cannot_express_is_left_to_keras(tmp_path):

@@ -294,7 +294,8 @@ def test_op_threads_asked_after_tensorflow_started_leave_its_count_with_a_warnin
     import subprocess
     import sys
 
-    code = ("import tensorflow as tf\nfrom imgclf.train.devices import set_op_threads\n"
+    code = ("import tensorflow as tf\nfrom imgclf.runtime import setup_logging\n"
+            "from imgclf.train.devices import set_op_threads\nsetup_logging()\n"
             "print(set_op_threads(2))\ntf.constant(1.0) + 1.0\nprint(set_op_threads(1))")
     env = {**os.environ, "PYTHONPATH": str(PROJECT), "TF_CPP_MIN_LOG_LEVEL": "3"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)

@@ -86,8 +86,8 @@ def decode_batches(paths: Sequence[Path], size: tuple[int, int], channels: int, 
     """Decode each file once, in parallel over the cores, in order, `batch` files at a time.
 
     Threads, not processes: libjpeg-turbo and OpenCV's resize release the GIL, and the decoded
-    pixels stay where the stage writes them (a process pool spent 0.2 ms a photo handing them
-    back). At most two batches per worker are in flight, so memory stays bounded behind a slow
+    pixels stay where the stage writes them (a process pool would copy every photo's pixels
+    back to this process). At most two batches per worker are in flight, so memory stays bounded behind a slow
     image. A batch comes whole, so the stage writes it in one call.
     """
     workers = workers or os.cpu_count() or 1

@@ -1,10 +1,10 @@
 """A trained model's class probabilities, with ONNX Runtime where train exported the model.
 
 Evaluate and predict score thousands of images in milliseconds, but importing TensorFlow to do
-it takes 5-8 s. Train exports the Keras model to ONNX (Keras's own `model.export(format="onnx")`)
+it takes seconds. Train exports the Keras model to ONNX (Keras's own `model.export(format="onnx")`)
 and keeps the copy only when ONNX Runtime gives Keras's probabilities on a sample of the training
 images; model.json records the copy's sha256, so a copy that is not this model's is never used.
-A model without a matching copy (one that does not export, or an older one) is scored by Keras.
+A model without a matching copy (one that does not export, or whose model.json names none) is scored by Keras.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import sys
+import logging
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -22,6 +22,8 @@ import numpy as np
 
 from imgclf import layout
 from imgclf.artifacts import rows_per_chunk
+
+log = logging.getLogger(__name__)
 
 ONNX_NAME = f"{layout.MODEL.stem}.onnx"  # in layout.ONNX_DIR: where onnx_path looks for the model's copy
 EXPORT_NOTE = "export.json"  # beside it: whether the model exported, and why not
@@ -76,8 +78,7 @@ def load_scorer(model: Path, info: dict) -> tuple[Scorer, str]:
         if onnx is not None and sha256(onnx) == expected:
             return _onnx_scorer(onnx), "onnx"
         problem = "is missing" if onnx is None else "is not the one train exported with it"
-        print(f"warning: {path} {problem}; scoring {model} with Keras (restore both with `dvc checkout`)",
-              file=sys.stderr)
+        log.warning("%s %s; scoring %s with Keras (restore both with `dvc checkout`)", path, problem, model)
     import keras  # only here: importing TensorFlow takes seconds
 
     network = keras.models.load_model(model, safe_mode=True)

@@ -26,8 +26,9 @@ def prepare_batch(info: dict, images: list) -> np.ndarray:
     """Image files (paths or file objects) as the model's input, converted exactly as the training images were."""
     height, width, channels = info["input_shape"]
     if "pixel_scale" not in info:
-        raise PipelineError("this model was trained on pixels scaled to [0, 1] by an older version of the pipeline; "
-                            "models now take pixels as stored (8-bit): retrain it with dvc repro --force train")
+        raise PipelineError("this model's model.json records no pixel_scale: the model takes pixels scaled to "
+                            "[0, 1], not pixels as stored (8-bit) as predict gives them; retrain it with "
+                            "dvc repro --force train")
     batch = np.stack([load_image(p, (height, width), channels) for p in images])
     if info["pixel_scale"] != PIXEL_SCALE:
         # A model of other stored pixels (digits: 0..16) gets the file's 0..255 on its own scale.

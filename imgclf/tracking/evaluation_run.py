@@ -7,7 +7,7 @@ process scores the test split.
 from __future__ import annotations
 
 import contextlib
-import sys
+import logging
 
 import mlflow
 
@@ -18,6 +18,8 @@ from imgclf.params import load_params
 from imgclf.tracking import lineage, store
 from imgclf.tracking.registry import promote_champion
 from imgclf.tracking.run_page import DESCRIPTION_TAG, description
+
+log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -31,9 +33,9 @@ def evaluation_run(run_id: str):
     trained = store.find_run(run_id)
     if trained is None:
         # The metrics files are still written; only the MLflow copy is missing (e.g. mlflow.db was deleted).
-        print(f"warning: MLflow run {run_id} of this model is not in {mlflow.get_tracking_uri()} (or is deleted); "
-              "test metrics are not logged there. To track them, retrain: dvc repro --force --single-item train",
-              file=sys.stderr)
+        log.warning("MLflow run %s of this model is not in %s (or is deleted); test metrics are not logged "
+                    "there. To track them, retrain: dvc repro --force --single-item train",
+                    run_id, mlflow.get_tracking_uri())
         yield None
         return
     test_md5 = {name: file_md5(path) for name, path in zip(("x", "y"), layout.part_files(layout.SPLIT_DIR, "test"))}
@@ -44,15 +46,17 @@ def evaluation_run(run_id: str):
                             tags=store.evaluation_tags(trained, test_md5)) as run:
         yield run
     if earlier:
-        print(f"note: this model was trained earlier, in MLflow run {run_id} ({trained.info.run_name}), and "
-              f"scored {len(earlier)} time(s) before (a DVC run-cache restore, or evaluate rerun on its own); "
-              f"this evaluation is a run of its own, {run.info.run_id}")
-    print(f"evaluate: logged as MLflow run {run.info.run_id}, nested under training run {run_id}")
+        log.info("this model was trained earlier, in MLflow run %s (%s), and scored %d time(s) before (a DVC "
+                 "run-cache restore, or evaluate rerun on its own); this evaluation is a run of its own, %s",
+                 run_id, trained.info.run_name, len(earlier), run.info.run_id)
 
 
-def log_evaluation(run, info: dict, scored: Scored, class_names: list[str]) -> None:
+def log_evaluation(run, info: dict, scored: Scored, class_names: list[str]) -> bool:
     """Test metrics, report, confusion matrix and figures on the evaluation's run; the test set as a
-    dataset input of it and of the model's run; the model's run page; the champion alias."""
+    dataset input of it and of the model's run; the model's run page; the champion alias.
+
+    True when the model's registered version became the champion.
+    """
     summary = scored.summary
     lineage.log_part("test", read_part(layout.SPLIT_DIR, "test"), lineage.data_source(load_params(layout.PARAMS).data),
                      [info["mlflow_run_id"], run.info.run_id],
@@ -70,7 +74,5 @@ def log_evaluation(run, info: dict, scored: Scored, class_names: list[str]) -> N
     mlflow.MlflowClient().set_tag(info["mlflow_run_id"], DESCRIPTION_TAG, description(
         info["dataset"], info["model"], headline, info.get("data_hint", ""), class_names, scored.matrix,
         test_digest=run.data.tags["test.x.md5"]))
-    if info.get("registered_version") and promote_champion(
-            info["registered_model"], info["registered_version"], summary["accuracy"]):
-        print(f"evaluate: {info['registered_model']} version {info['registered_version']} is the champion "
-              f"(test accuracy {summary['accuracy']})")
+    return bool(info.get("registered_version")) and promote_champion(
+        info["registered_model"], info["registered_version"], summary["accuracy"])

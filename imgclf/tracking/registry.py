@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import sys
+import logging
 
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from imgclf.tracking.store import project_root, store_lock
+
+log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 ACCURACY_TAG = "test_accuracy"  # on each evaluated version: what a later one must beat
@@ -28,9 +30,9 @@ def promote_champion(name: str, version: str, accuracy: float) -> bool:
         except MlflowException as exc:
             if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
                 raise
-            print(f"warning: version {version} of registered model {name} is no longer in the registry "
-                  "(deleted?), so it is neither tagged nor compared with the champion; to register "
-                  "this model again, retrain: dvc repro --force --single-item train", file=sys.stderr)
+            log.warning("version %s of registered model %s is no longer in the registry (deleted?), so it "
+                        "is neither tagged nor compared with the champion; to register this model again, "
+                        "retrain: dvc repro --force --single-item train", version, name)
             return False
         try:
             current = client.get_model_version_by_alias(name, CHAMPION)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import random
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,6 +22,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from imgclf.errors import PipelineError
 from imgclf.tracking import mlflow_store
+
+log = logging.getLogger(__name__)
 
 LOCAL_DB = "mlflow.db"
 STORE_LOCK = ".mlflow.db.lock"
@@ -174,8 +176,8 @@ def close_stale_runs(experiment_id: str, keep: str | None = None) -> list[str]:
             continue
         MlflowClient().set_terminated(run.info.run_id, "KILLED")
         closed.append(run.info.run_id)
-        print(f"note: MLflow run {run.info.run_id} ({run.info.run_name}), whose {run.data.tags.get('stage')} "
-              f"stage was killed, is marked KILLED", file=sys.stderr)
+        log.info("MLflow run %s (%s), whose %s stage was killed, is marked KILLED",
+                 run.info.run_id, run.info.run_name, run.data.tags.get("stage"))
     return closed
 
 

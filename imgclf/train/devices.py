@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import math
-import sys
 
 import tensorflow as tf
 
 from imgclf.params import TrainParams
 from imgclf.train import keras_compat
 from imgclf.train.cluster import Cluster
+
+log = logging.getLogger(__name__)
 
 # A dense network doing at most this many multiply-adds per batch (forward) fits faster with one
 # thread per op: splitting ops this small across threads costs more than it saves, and leaves
@@ -46,8 +48,8 @@ def set_op_threads(threads: int) -> int:
         try:
             tf.config.threading.set_intra_op_parallelism_threads(threads)
         except RuntimeError:  # "cannot be modified after initialization"
-            print(f"warning: train.op_threads = {threads} not applied: TensorFlow already runs in this process "
-                  f"with {current or 'its own choice of'} threads per op", file=sys.stderr)
+            log.warning("train.op_threads = %s not applied: TensorFlow already runs in this process "
+                        "with %s threads per op", threads, current or "its own choice of")
     return tf.config.threading.get_intra_op_parallelism_threads()
 
 
