@@ -25,13 +25,26 @@ class _LineFormatter(logging.Formatter):
         return f"{_LABELS.get(record.levelno, record.levelname.lower())}: {record.getMessage()}"
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is when a line is logged (a test or a notebook may replace it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(_LineFormatter())
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # StreamHandler.__init__ sets it; sys.stderr is always used
+        pass
+
+
 def setup_logging(level: int = logging.INFO) -> None:
     """The project's loggers (imgclf.*) write one line each to stderr; other libraries' loggers are left alone."""
-    if not any(getattr(h, "_imgclf", False) for h in log.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(_LineFormatter())
-        handler._imgclf = True
-        log.addHandler(handler)
+    if not any(isinstance(h, _StderrHandler) for h in log.handlers):
+        log.addHandler(_StderrHandler())
     log.setLevel(level)
     log.propagate = False
 

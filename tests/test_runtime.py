@@ -170,3 +170,20 @@ def test_every_stage_script_runs_its_main_through_run_stage():
         last = ast.parse(script.read_text()).body[-1]
         assert (isinstance(last, ast.If) and ast.unparse(last.test) == "__name__ == '__main__'"
                 and [ast.unparse(node) for node in last.body] == ["run_stage(main)"]), script.name
+
+
+def test_log_lines_go_to_the_stderr_of_the_moment(capsys):
+    """setup_logging may run once per process; a later replacement of sys.stderr still gets the lines."""
+    import logging
+
+    from imgclf.runtime import setup_logging
+
+    project_log = logging.getLogger("imgclf")
+    before = (list(project_log.handlers), project_log.level, project_log.propagate)
+    try:
+        setup_logging()
+        capsys.readouterr()  # capsys replaced sys.stderr after the handler may have been made
+        logging.getLogger("imgclf.test").warning("the photo folder is empty")
+        assert capsys.readouterr().err == "warning: the photo folder is empty\n"
+    finally:
+        project_log.handlers[:], project_log.level, project_log.propagate = before
