@@ -4,22 +4,23 @@ from imgclf import layout
 from imgclf.artifacts import array_writer, bytes_writer, json_writer, read_json, remove_staging, write_together
 from imgclf.collector import importing
 from imgclf.evaluate.evaluation import in_background, score_test_split
+from imgclf.records import ModelRecord
 from imgclf.runtime import run_stage
 
 
 def main() -> None:
     remove_staging(*layout.OUTPUTS["evaluate"])
-    info = read_json(layout.MODEL_INFO)
+    record = ModelRecord.read(layout.MODEL_INFO)
     class_names = read_json(layout.meta_file(layout.SPLIT_DIR))["class_names"]
-    with in_background(score_test_split, info) as scoring:
+    with in_background(score_test_split, record) as scoring:
         # Imported only now, after the fork: MLflow's import and store (about 2.5 s) overlap the scoring.
         with importing():
             from imgclf.tracking.evaluation_run import evaluation_run, log_evaluation
 
-        with evaluation_run(info["mlflow_run_id"]) as run:
+        with evaluation_run(record.mlflow_run_id) as run:
             scored = scoring.result()
             if run is not None:
-                log_evaluation(run, info, scored, class_names)
+                log_evaluation(run, record, scored, class_names)
             # Outputs last and together, inside the run: when anything fails, the run is marked FAILED.
             write_together({
                 layout.EVAL_METRICS: json_writer(scored.summary),

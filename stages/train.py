@@ -1,5 +1,6 @@
 """Stage train: fit the model on data/split, track the run in MLflow, then write the model and its records."""
 
+import dataclasses
 import json
 import os
 import sys
@@ -26,6 +27,7 @@ from imgclf.artifacts import (
 from imgclf.evaluate.scoring import EXPORT_NOTE, ONNX_NAME, export_onnx, sha256
 from imgclf.params import flatten, load_params
 from imgclf.plots import augmentation_figure
+from imgclf.records import ModelRecord
 from imgclf.runtime import run_stage
 from imgclf.serve.serving import log_photo_model
 from imgclf.tracking import lineage, store
@@ -101,8 +103,11 @@ def main() -> None:
         sample = np.asarray(train[0][:4])
         mlflow.keras.log_model(result.model, name="network", pip_requirements=_requirements("tensorflow", "keras"),
                                signature=infer_signature(sample, result.model.predict(sample, verbose=0)))
-        logged = log_photo_model(result.model, {"class_names": class_names, "input_shape": list(train[0].shape[1:]),
-                                                "pixel_scale": pixel_scale}, train[0][0],
+        record = ModelRecord(dataset=params.data.dataset, model=params.train.model, class_names=tuple(class_names),
+                             input_shape=train[0].shape[1:], input_dtype=str(train[0].dtype), pixel_scale=pixel_scale,
+                             class_weights=named_weights, mlflow_run_id=run.info.run_id,
+                             registered_model=params.mlflow.register_model)
+        logged = log_photo_model(result.model, record.serving, train[0][0],
                                  _requirements("tensorflow", "keras", "pillow", "simplejpeg", "opencv-python-headless",
                                                "pandas", "mlflow"),
                                  registered_model_name=params.mlflow.register_model)
@@ -117,19 +122,15 @@ def main() -> None:
         mlflow.set_tag("scoring", "onnx" if onnx else "keras")
         onnx_files = {EXPORT_NOTE: json.dumps({"exported": onnx is not None, "note": onnx_note}).encode(),
                       **({ONNX_NAME: onnx} if onnx else {})}
-        info = {"dataset": params.data.dataset, "model": params.train.model, "class_names": class_names,
-                "input_shape": list(train[0].shape[1:]), "input_dtype": str(train[0].dtype),
-                "pixel_scale": pixel_scale, "class_weights": named_weights,
-                "onnx_sha256": sha256(onnx) if onnx else None,
-                "mlflow_run_id": run.info.run_id, "mlflow_model_id": logged.model_id,
-                "registered_model": params.mlflow.register_model, "registered_version": logged.registered_model_version,
-                "data_hint": data_hint}
+        record = dataclasses.replace(record, onnx_sha256=sha256(onnx) if onnx else None, data_hint=data_hint,
+                                     mlflow_model_id=logged.model_id,
+                                     registered_version=logged.registered_model_version)
         # Outputs last and together: when training or tracking fails, the run is marked FAILED
         # and none of the stage's files is replaced.
         write_together({
             layout.MODEL: result.model.save,
             layout.ONNX_DIR: folder_writer(onnx_files),
-            layout.MODEL_INFO: json_writer(info),
+            layout.MODEL_INFO: record.writer(),
             layout.TRAIN_METRICS: json_writer(result.summary),
             layout.HISTORY: text_writer(rows_to_csv(result.rows)),
             layout.AUGMENTATION_PNG: figure_writer(preview),
