@@ -15,6 +15,7 @@ from mlflow.models import infer_signature
 
 from imgclf import layout
 from imgclf.artifacts import (
+    SplitPart,
     figure_writer,
     folder_writer,
     json_writer,
@@ -39,7 +40,14 @@ from imgclf.train.devices import describe_device, op_threads, set_op_threads
 from imgclf.train.history import rows_to_csv
 from imgclf.train.logreg import train_logreg
 from imgclf.train.resume import Backup, run_key
-from imgclf.train.training import class_weights, make_deterministic, resolve_batch_size, train_network
+from imgclf.train.training import (
+    DataSpec,
+    FitOptions,
+    class_weights,
+    make_deterministic,
+    resolve_batch_size,
+    train_network,
+)
 
 PREVIEW_IMAGES = 6
 
@@ -53,6 +61,7 @@ def main() -> None:
     train, val = read_part(layout.SPLIT_DIR, "train"), read_part(layout.SPLIT_DIR, "val")
     meta = read_json(layout.meta_file(layout.SPLIT_DIR))
     class_names, pixel_scale = meta["class_names"], meta["pixel_scale"]
+    data = DataSpec(len(class_names), pixel_scale)
     threads = _set_op_threads(params, train, len(class_names))
     backup, state = _backup(params, cluster)
     experiment_id = store.use_experiment(params.mlflow.experiment_name)
@@ -82,14 +91,14 @@ def main() -> None:
                 mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"] - 1)
         make_deterministic(params.seed)  # after start_run, whose random run name must not repeat
         n = len(class_names)
-        weights = class_weights(train[1], n, params.train.class_weight)
+        weights = class_weights(train.y, n, params.train.class_weight)
         if params.train.model == "logreg":
-            result = train_logreg(train, val, n, params.train.logreg, weights, params.seed, pixel_scale)
+            result = train_logreg(train, val, data, params.train.logreg, weights, params.seed)
             mlflow.log_metrics({k: v for k, v in result.rows[0].items() if k != "epoch"}, step=0)
         else:
-            result = train_network(train, val, n, params.train, params.seed, [EpochMetricsLogger(resumed=bool(state))],
-                                   pixel_scale, backup=backup, resume=state,
-                                   backup_extra={"mlflow_run_id": run.info.run_id})
+            options = FitOptions(callbacks=(EpochMetricsLogger(resumed=bool(state)),), backup=backup, resume=state,
+                                 backup_extra={"mlflow_run_id": run.info.run_id})
+            result = train_network(train, val, data, params.train, params.seed, options)
             # A timing, not a result: in MLflow only, so metrics/train.json stays the same on every run.
             if result.samples_per_second is not None:
                 mlflow.log_metric("fit_samples_per_second", result.samples_per_second)
@@ -100,25 +109,25 @@ def main() -> None:
         if named_weights:
             mlflow.log_dict(named_weights, "class_weights.json")
         # The raw network, for whoever needs it, and the model a shop serves: photos in, classes out.
-        sample = np.asarray(train[0][:4])
+        sample = np.asarray(train.x[:4])
         mlflow.keras.log_model(result.model, name="network", pip_requirements=_requirements("tensorflow", "keras"),
                                signature=infer_signature(sample, result.model.predict(sample, verbose=0)))
         record = ModelRecord(dataset=params.data.dataset, model=params.train.model, class_names=tuple(class_names),
-                             input_shape=train[0].shape[1:], input_dtype=str(train[0].dtype), pixel_scale=pixel_scale,
+                             input_shape=train.x.shape[1:], input_dtype=str(train.x.dtype), pixel_scale=pixel_scale,
                              class_weights=named_weights, mlflow_run_id=run.info.run_id,
                              registered_model=params.mlflow.register_model)
-        logged = log_photo_model(result.model, record.serving, train[0][0],
+        logged = log_photo_model(result.model, record.serving, train.x[0],
                                  _requirements("tensorflow", "keras", "pillow", "simplejpeg", "opencv-python-headless",
                                                "pandas", "mlflow"),
                                  registered_model_name=params.mlflow.register_model)
         preview = augmentation_figure(
-            augmentation_preview(np.asarray(train[0][:PREVIEW_IMAGES]), params.train.augmentation, params.seed,
+            augmentation_preview(np.asarray(train.x[:PREVIEW_IMAGES]), params.train.augmentation, params.seed,
                                  pixel_scale))
         data_hint = lineage.checkout_hint(tags["mlflow.source.git.commit"], dirty, split_version,
                                           tags.get("dvc.exp_name"))
         mlflow.set_tag(DESCRIPTION_TAG, description(params.data.dataset, params.train.model, result.summary, data_hint))
         # Evaluate and predict score the ONNX copy, without importing TensorFlow.
-        onnx, onnx_note = export_onnx(result.model, train[0])
+        onnx, onnx_note = export_onnx(result.model, train.x)
         mlflow.set_tag("scoring", "onnx" if onnx else "keras")
         onnx_files = {EXPORT_NOTE: json.dumps({"exported": onnx is not None, "note": onnx_note}).encode(),
                       **({ONNX_NAME: onnx} if onnx else {})}
@@ -160,17 +169,17 @@ def _train_as_worker(params, cluster: Cluster) -> None:
         _set_op_threads(params, train, len(meta["class_names"]))
         make_deterministic(params.seed)
         train_network(train, read_part(layout.SPLIT_DIR, "val"),
-                      len(meta["class_names"]), params.train, params.seed, pixel_scale=meta["pixel_scale"])
+                      DataSpec(len(meta["class_names"]), meta["pixel_scale"]), params.train, params.seed)
     print(f"train: worker of {cluster.workers} done; the chief tracks the run and writes the outputs")
 
 
-def _set_op_threads(params, train, n_classes: int) -> int | None:
+def _set_op_threads(params, train: SplitPart, n_classes: int) -> int | None:
     """Sets the threads per TensorFlow op of this training, before its first op; the count in effect
     (0: TensorFlow's choice; None: logreg, no TensorFlow). A batch is at most the whole split."""
     if params.train.model == "logreg":
         return None
-    batch_size = min(resolve_batch_size(params.train.batch_size, len(train[1])), len(train[1]))
-    return set_op_threads(op_threads(params.train, train[0].shape[1:], n_classes, batch_size))
+    batch_size = min(resolve_batch_size(params.train.batch_size, len(train.y)), len(train.y))
+    return set_op_threads(op_threads(params.train, train.x.shape[1:], n_classes, batch_size))
 
 
 def _backup(params, cluster: Cluster) -> tuple[Backup | None, dict | None]:
