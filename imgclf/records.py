@@ -1,6 +1,6 @@
 """The model record: what train writes beside the model (models/model.json) and every later reader needs.
 
-Train writes it (`ModelRecord.writer`), evaluate, report, predict and serving read it
+Train writes it (`ModelRecord.writer`); evaluate, report, predict and serving read it
 (`ModelRecord.read`). The JSON keys keep the order of the fields below; keys that records written
 by earlier versions of train lack read as None (or "").
 """
