@@ -16,7 +16,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
 
@@ -293,7 +293,14 @@ def write_part(folder: Path, part: str, x: np.ndarray, y: np.ndarray) -> None:
     write_array(y_path, y)
 
 
-def read_part(folder: Path, part: str) -> tuple[np.ndarray, np.ndarray]:
+class SplitPart(NamedTuple):
+    """One part of a split (train, val, test): images and their class indices, row for row."""
+
+    x: np.ndarray  # images as stored (N, height, width, channels); memory-mapped when read from disk
+    y: np.ndarray  # labels (N,), in memory
+
+
+def read_part(folder: Path, part: str) -> SplitPart:
     """Images memory-mapped (read from disk as used), labels in memory."""
     x_path, y_path = part_files(folder, part)
-    return read_array(x_path), np.asarray(read_array(y_path))
+    return SplitPart(read_array(x_path), np.asarray(read_array(y_path)))

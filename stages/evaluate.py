@@ -5,21 +5,22 @@ from imgclf.artifacts import array_writer, bytes_writer, json_writer, read_json,
 from imgclf.collector import importing
 from imgclf.evaluate.evaluation import score_test_split
 from imgclf.evaluate.overlap import in_background
+from imgclf.records import ModelRecord
 from imgclf.runtime import run_stage
 
 
 def main() -> None:
     remove_staging(*layout.OUTPUTS["evaluate"])
-    info = read_json(layout.MODEL_INFO)
+    record = ModelRecord.read(layout.MODEL_INFO)
     class_names = read_json(layout.meta_file(layout.SPLIT_DIR))["class_names"]
-    with in_background(score_test_split, info) as scoring:
+    with in_background(score_test_split, record) as scoring:
         # Imported only now, after the fork: MLflow's import and store, which take seconds, overlap the scoring.
         with importing():
             from imgclf.tracking.evaluation_run import evaluation_run, log_evaluation
 
-        with evaluation_run(info["mlflow_run_id"]) as run:
+        with evaluation_run(record.mlflow_run_id) as run:
             scored = scoring.result()
-            champion = run is not None and log_evaluation(run, info, scored, class_names)
+            champion = run is not None and log_evaluation(run, record, scored, class_names)
             # Outputs last and together, inside the run: when anything fails, the run is marked FAILED.
             write_together({
                 layout.EVAL_METRICS: json_writer(scored.summary),
@@ -30,9 +31,9 @@ def main() -> None:
             })
         if run is not None:
             print(f"evaluate: logged as MLflow run {run.info.run_id}, nested under training run "
-                  f"{info['mlflow_run_id']}")
+                  f"{record.mlflow_run_id}")
     if champion:
-        print(f"evaluate: {info['registered_model']} version {info['registered_version']} is the champion "
+        print(f"evaluate: {record.registered_model} version {record.registered_version} is the champion "
               f"(test accuracy {scored.summary['accuracy']})")
     print(f"evaluate: {scored.summary}")
 

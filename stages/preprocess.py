@@ -50,7 +50,6 @@ def _decode_folder(data: DataParams, out: Path) -> dict:
     parts = {("train" if split == "all" else split): files for split, files in folder.files.items()}
     for part, files in parts.items():
         x_path, y_path = layout.part_files(out, part)
-        labels = np.array([label for _, label in files], np.int64)
         kept = np.ones(len(files), bool)
         with RowWriter(x_path, (*data.image_size, channels), np.uint8) as images:
             start = 0
@@ -63,18 +62,24 @@ def _decode_folder(data: DataParams, out: Path) -> dict:
                 if batch.images is not None:
                     images.extend(batch.images)
                 start += batch.count
-        labels = labels[kept]
+        labels = np.array([label for _, label in files], np.int64)[kept]
         write_array(y_path, labels)
-        counts = np.bincount(labels, minlength=len(folder.class_names))
-        if data.on_bad_image == "skip" and counts.min() == 0:
-            empty = [name for name, n in zip(folder.class_names, counts) if n == 0]
-            raise PipelineError(f"no readable image left in class {', '.join(empty)} of the {part} split; "
-                                "add images to it or remove the class folder")
+        if data.on_bad_image == "skip":
+            _require_every_class(labels, folder.class_names, part)
     if skipped and data.on_bad_image == "fail":
         raise PipelineError(f"{len(skipped)} file(s) are not readable images (data.on_bad_image = fail):\n  "
                             + "\n  ".join(skipped) + "\nfix: remove or replace them, or set data.on_bad_image: skip")
     return {"class_names": list(folder.class_names), "parts": sorted(parts, key=["train", "val", "test"].index),
             "presplit": folder.presplit, "skipped": skipped, "pixel_scale": PIXEL_SCALE}
+
+
+def _require_every_class(labels: np.ndarray, class_names: list[str], part: str) -> None:
+    """Each class keeps a readable image in the part: a class folder left empty by skipped files stops the stage."""
+    counts = np.bincount(labels, minlength=len(class_names))
+    if counts.min() == 0:
+        empty = [name for name, n in zip(class_names, counts) if n == 0]
+        raise PipelineError(f"no readable image left in class {', '.join(empty)} of the {part} split; "
+                            "add images to it or remove the class folder")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from imgclf.artifacts import atomic_dir, read_array, read_json, read_part, remov
 from imgclf.evaluate.metrics import confident_mistakes
 from imgclf.params import flatten, load_params
 from imgclf.plots import image_grid_figure, learning_curves_figure, prediction_captions
+from imgclf.records import ModelRecord
 from imgclf.report.render import build_context, render_html, render_markdown
 from imgclf.runtime import run_stage
 from imgclf.train.history import read_history
@@ -37,7 +38,7 @@ def main() -> None:
                   "mistakes": layout.MISTAKES_PNG}
         context = build_context(params, read_json(layout.SPLIT_METRICS), read_json(layout.TRAIN_METRICS),
                                 read_json(layout.EVAL_METRICS), read_json(layout.CLASS_REPORT),
-                                read_json(layout.MODEL_INFO).get("class_weights"), mistakes, images)
+                                ModelRecord.read(layout.MODEL_INFO).class_weights, mistakes, images)
         write_text(out / "report.html", render_html(context))
         write_text(out / "report.md", render_markdown(context, relative_to=out))
     print(f"report: {layout.REPORT_DIR / 'report.html'}, {layout.REPORT_DIR / 'report.md'}")

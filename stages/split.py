@@ -23,13 +23,13 @@ def main() -> None:
     params = load_params(layout.PARAMS)
     meta = read_json(layout.meta_file(layout.PROCESSED_DIR))
     parts = {part: read_part(layout.PROCESSED_DIR, part) for part in meta["parts"]}
-    plan = plan_splits({p: y for p, (_, y) in parts.items()}, params.split.val_fraction,
+    plan = plan_splits({name: part.y for name, part in parts.items()}, params.split.val_fraction,
                        params.split.test_fraction, params.seed)
-    labels = {name: parts[part][1][rows] for name, (part, rows) in plan.items()}
+    labels = {name: parts[part].y[rows] for name, (part, rows) in plan.items()}
     with atomic_dir(layout.SPLIT_DIR) as out:
         for name, (part, rows) in plan.items():
             x_path, y_path = layout.part_files(out, name)
-            _copy_rows(parts[part][0], rows, x_path)
+            _copy_rows(parts[part].x, rows, x_path)
             write_array(y_path, labels[name])
         write_json(layout.meta_file(out), {"class_names": meta["class_names"], "pixel_scale": meta["pixel_scale"]})
     source = describe_source(meta["parts"], meta.get("presplit", False))

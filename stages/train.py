@@ -1,11 +1,16 @@
 """Stage train: fit the model on data/split, track the run in MLflow, then write the model and its records."""
 
+import contextlib
+import dataclasses
 import json
 import logging
 import os
+from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
+from typing import NamedTuple
 
+import keras
 import mlflow
 import mlflow.keras
 import numpy as np
@@ -14,6 +19,7 @@ from mlflow.models import infer_signature
 
 from imgclf import layout
 from imgclf.artifacts import (
+    SplitPart,
     figure_writer,
     folder_writer,
     json_writer,
@@ -24,8 +30,9 @@ from imgclf.artifacts import (
     write_together,
 )
 from imgclf.evaluate.scoring import EXPORT_NOTE, ONNX_NAME, export_onnx, sha256
-from imgclf.params import flatten, load_params
+from imgclf.params import Params, flatten, load_params
 from imgclf.plots import augmentation_figure
+from imgclf.records import ModelRecord
 from imgclf.runtime import run_stage
 from imgclf.serve.serving import log_photo_model
 from imgclf.tracking import lineage, store
@@ -37,11 +44,26 @@ from imgclf.train.devices import describe_device, op_threads, set_op_threads
 from imgclf.train.history import rows_to_csv
 from imgclf.train.logreg import train_logreg
 from imgclf.train.resume import Backup, run_key
-from imgclf.train.training import class_weights, make_deterministic, resolve_batch_size, train_network
+from imgclf.train.training import (
+    DataSpec,
+    FitOptions,
+    TrainResult,
+    class_weights,
+    make_deterministic,
+    resolve_batch_size,
+    train_network,
+)
 
 # Named under imgclf, whose lines run_stage formats: run with -m, this module is __main__.
 log = logging.getLogger("imgclf.stages.train")
 PREVIEW_IMAGES = 6
+
+
+class _Inputs(NamedTuple):
+    train: SplitPart
+    val: SplitPart
+    class_names: list[str]
+    data: DataSpec
 
 
 def main() -> None:
@@ -50,11 +72,37 @@ def main() -> None:
     if not cluster.chief:
         return _train_as_worker(params, cluster)
     remove_staging(*layout.OUTPUTS["train"])
+    inputs = _read_inputs()
+    threads = _set_op_threads(params, inputs.train, inputs.data.n_classes)
+    backup, state = _backup(params, cluster)
+    with _open_run(params, inputs, threads, state) as (run, data_hint):
+        make_deterministic(params.seed)  # after start_run, whose random run name must not repeat
+        result, weights = _fit(params, inputs, backup, state, run.info.run_id)
+        record = _model_record(params, inputs, weights, run.info.run_id, data_hint)
+        record = _log_models(params, result.model, record, inputs.train.x)
+        preview = _augmentation_preview(params, inputs)
+        mlflow.set_tag(DESCRIPTION_TAG, description(record.dataset, record.model, result.summary, record.data_hint))
+        onnx, onnx_note = _export_onnx(result.model, inputs.train.x)
+        # Outputs last and together: when training or tracking fails, the run is marked FAILED
+        # and none of the stage's files is replaced.
+        _write_outputs(result, record, onnx, onnx_note, preview)
+    if backup is not None:
+        backup.remove()  # the stage completed: its outputs are the result now
+    _print_summary(result, onnx is not None, onnx_note, run.info.run_id)
+
+
+def _read_inputs() -> _Inputs:
+    """The training and validation parts of data/split, and what its meta.json says of them."""
     train, val = read_part(layout.SPLIT_DIR, "train"), read_part(layout.SPLIT_DIR, "val")
     meta = read_json(layout.meta_file(layout.SPLIT_DIR))
-    class_names, pixel_scale = meta["class_names"], meta["pixel_scale"]
-    threads = _set_op_threads(params, train, len(class_names))
-    backup, state = _backup(params, cluster)
+    return _Inputs(train, val, meta["class_names"], DataSpec(len(meta["class_names"]), meta["pixel_scale"]))
+
+
+@contextlib.contextmanager
+def _open_run(params: Params, inputs: _Inputs, threads: int | None,
+              state: dict | None) -> Iterator[tuple[mlflow.ActiveRun, str]]:
+    """The MLflow run of this training, with its params and data logged: a new one, or the one a resumed
+    training began. Yields it and the commands that bring back its data (for its description)."""
     experiment_id = store.use_experiment(params.mlflow.experiment_name)
     run_id = state and state.get("mlflow_run_id")
     if run_id and store.find_run(run_id) is None:
@@ -63,89 +111,117 @@ def main() -> None:
     if state:
         print(f"train: resuming from epoch {state['epoch']} of {params.train.epochs} "
               f"(the backup of an interrupted training with the same params, data and code)")
+    tags, data_hint = _run_tags(params, threads)
+    name = run_name(params.data.dataset, params.train.model, tags["mlflow.source.git.commit"], tags.get("dvc.exp_name"))
+    new_run = {} if run_id else {"run_name": name, "tags": tags}
+    if not os.environ.get("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL"):
+        mlflow.set_system_metrics_sampling_interval(2)  # seconds: MLflow's 10 would miss most of a lesson's run
+    with store.stage_run(run_id, experiment_id=experiment_id, log_system_metrics=True, **new_run) as run:
+        mlflow.log_params(flatten(params))
+        source = lineage.data_source(params.data)
+        for name, part in (("train", inputs.train), ("val", inputs.val)):  # the test part: evaluate's, as it scores it
+            lineage.log_part(name, part, source, [run.info.run_id])
+        if state and not run_id:
+            for row in state["rows"]:
+                mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"] - 1)
+        yield run, data_hint
+
+
+def _run_tags(params: Params, threads: int | None) -> tuple[dict[str, str], str]:
+    """A new run's tags (dataset, device, commit, dirty, data version, threads per op) and its data hint."""
     tags = store.run_tags(params.data.dataset, describe_device(), tf.__version__)
     dirty, split_version = lineage.workspace_dirty(), lineage.data_version()
     tags |= {"git.dirty": str(dirty).lower(), **({"dvc.data_version": split_version} if split_version else {})}
     if threads is not None:
         tags["tf.op_threads"] = str(threads) if threads else "default"  # default: TensorFlow's, a thread per core
-    name = run_name(params.data.dataset, params.train.model, tags["mlflow.source.git.commit"], tags.get("dvc.exp_name"))
-    new_run = {} if run_id else {"run_name": name, "tags": tags}
-    source = lineage.data_source(params.data)
-    if not os.environ.get("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL"):
-        mlflow.set_system_metrics_sampling_interval(2)  # seconds: MLflow's 10 would miss most of a lesson's run
-    with store.stage_run(run_id, experiment_id=experiment_id, log_system_metrics=True, **new_run) as run:
-        mlflow.log_params(flatten(params))
-        for part, arrays in (("train", train), ("val", val)):  # the test part: evaluate's, when it scores it
-            lineage.log_part(part, arrays, source, [run.info.run_id])
-        if state and not run_id:
-            for row in state["rows"]:
-                mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"] - 1)
-        make_deterministic(params.seed)  # after start_run, whose random run name must not repeat
-        n = len(class_names)
-        weights = class_weights(train[1], n, params.train.class_weight)
-        if params.train.model == "logreg":
-            result = train_logreg(train, val, n, params.train.logreg, weights, params.seed, pixel_scale)
-            mlflow.log_metrics({k: v for k, v in result.rows[0].items() if k != "epoch"}, step=0)
-        else:
-            result = train_network(train, val, n, params.train, params.seed, [EpochMetricsLogger(resumed=bool(state))],
-                                   pixel_scale, backup=backup, resume=state,
-                                   backup_extra={"mlflow_run_id": run.info.run_id})
-            # A timing, not a result: in MLflow only, so metrics/train.json stays the same on every run.
-            if result.samples_per_second is not None:
-                mlflow.log_metric("fit_samples_per_second", result.samples_per_second)
-        named_weights = {class_names[c]: w for c, w in weights.items()} if weights else None
-        # One name per quantity: metrics/train.json's final_learning_rate stays final_learning_rate.
-        mlflow.log_metrics({k if k.startswith("final_") else f"final_{k}": float(v) for k, v in result.summary.items()})
-        mlflow.set_tags(result.tags)
-        if named_weights:
-            mlflow.log_dict(named_weights, "class_weights.json")
-        # The raw network, for whoever needs it, and the model a shop serves: photos in, classes out.
-        sample = np.asarray(train[0][:4])
-        mlflow.keras.log_model(result.model, name="network", pip_requirements=_requirements("tensorflow", "keras"),
-                               signature=infer_signature(sample, result.model.predict(sample, verbose=0)))
-        logged = log_photo_model(result.model, {"class_names": class_names, "input_shape": list(train[0].shape[1:]),
-                                                "pixel_scale": pixel_scale}, train[0][0],
-                                 _requirements("tensorflow", "keras", "pillow", "simplejpeg", "opencv-python-headless",
-                                               "pandas", "mlflow"),
-                                 registered_model_name=params.mlflow.register_model)
-        preview = augmentation_figure(
-            augmentation_preview(np.asarray(train[0][:PREVIEW_IMAGES]), params.train.augmentation, params.seed,
-                                 pixel_scale))
-        data_hint = lineage.checkout_hint(tags["mlflow.source.git.commit"], dirty, split_version,
-                                          tags.get("dvc.exp_name"))
-        mlflow.set_tag(DESCRIPTION_TAG, description(params.data.dataset, params.train.model, result.summary, data_hint))
-        # Evaluate and predict score the ONNX copy, without importing TensorFlow.
-        onnx, onnx_note = export_onnx(result.model, train[0])
-        mlflow.set_tag("scoring", "onnx" if onnx else "keras")
-        onnx_files = {EXPORT_NOTE: json.dumps({"exported": onnx is not None, "note": onnx_note}).encode(),
-                      **({ONNX_NAME: onnx} if onnx else {})}
-        info = {"dataset": params.data.dataset, "model": params.train.model, "class_names": class_names,
-                "input_shape": list(train[0].shape[1:]), "input_dtype": str(train[0].dtype),
-                "pixel_scale": pixel_scale, "class_weights": named_weights,
-                "onnx_sha256": sha256(onnx) if onnx else None,
-                "mlflow_run_id": run.info.run_id, "mlflow_model_id": logged.model_id,
-                "registered_model": params.mlflow.register_model, "registered_version": logged.registered_model_version,
-                "data_hint": data_hint}
-        # Outputs last and together: when training or tracking fails, the run is marked FAILED
-        # and none of the stage's files is replaced.
-        write_together({
-            layout.MODEL: result.model.save,
-            layout.ONNX_DIR: folder_writer(onnx_files),
-            layout.MODEL_INFO: json_writer(info),
-            layout.TRAIN_METRICS: json_writer(result.summary),
-            layout.HISTORY: text_writer(rows_to_csv(result.rows)),
-            layout.AUGMENTATION_PNG: figure_writer(preview),
-        })
-    if backup is not None:
-        backup.remove()  # the stage completed: its outputs are the result now
+    data_hint = lineage.checkout_hint(tags["mlflow.source.git.commit"], dirty, split_version, tags.get("dvc.exp_name"))
+    return tags, data_hint
+
+
+def _fit(params: Params, inputs: _Inputs, backup: Backup | None, state: dict | None,
+         run_id: str) -> tuple[TrainResult, dict[str, float] | None]:
+    """Fit train.model and log its results in the active run; the result and the class weights by class name."""
+    weights = class_weights(inputs.train.y, inputs.data.n_classes, params.train.class_weight)
+    if params.train.model == "logreg":
+        result = train_logreg(inputs.train, inputs.val, inputs.data, params.train.logreg, weights, params.seed)
+        mlflow.log_metrics({k: v for k, v in result.rows[0].items() if k != "epoch"}, step=0)
+    else:
+        options = FitOptions(callbacks=(EpochMetricsLogger(resumed=bool(state)),), backup=backup, resume=state,
+                             backup_extra={"mlflow_run_id": run_id})
+        result = train_network(inputs.train, inputs.val, inputs.data, params.train, params.seed, options)
+        # A timing, not a result: in MLflow only, so metrics/train.json stays the same on every run.
+        if result.samples_per_second is not None:
+            mlflow.log_metric("fit_samples_per_second", result.samples_per_second)
+    named_weights = {inputs.class_names[c]: w for c, w in weights.items()} if weights else None
+    # One name per quantity: metrics/train.json's final_learning_rate stays final_learning_rate.
+    mlflow.log_metrics({k if k.startswith("final_") else f"final_{k}": float(v) for k, v in result.summary.items()})
+    mlflow.set_tags(result.tags)
+    if named_weights:
+        mlflow.log_dict(named_weights, "class_weights.json")
+    return result, named_weights
+
+
+def _model_record(params: Params, inputs: _Inputs, weights: dict[str, float] | None, run_id: str,
+                  data_hint: str) -> ModelRecord:
+    """models/model.json as far as it is known before the models are logged and exported."""
+    return ModelRecord(dataset=params.data.dataset, model=params.train.model, class_names=tuple(inputs.class_names),
+                       input_shape=inputs.train.x.shape[1:], input_dtype=str(inputs.train.x.dtype),
+                       pixel_scale=inputs.data.pixel_scale, class_weights=weights, mlflow_run_id=run_id,
+                       registered_model=params.mlflow.register_model, data_hint=data_hint)
+
+
+def _log_models(params: Params, network: keras.Model, record: ModelRecord, x: np.ndarray) -> ModelRecord:
+    """Log the raw network, for whoever needs it, and the model a shop serves (photos in, classes out),
+    registered when mlflow.register_model names it; the record with the photo model's ids."""
+    sample = np.asarray(x[:4])
+    mlflow.keras.log_model(network, name="network", pip_requirements=_requirements("tensorflow", "keras"),
+                           signature=infer_signature(sample, network.predict(sample, verbose=0)))
+    logged = log_photo_model(network, record.serving, x[0],
+                             _requirements("tensorflow", "keras", "pillow", "simplejpeg", "opencv-python-headless",
+                                           "pandas", "mlflow"),
+                             registered_model_name=params.mlflow.register_model)
+    return dataclasses.replace(record, mlflow_model_id=logged.model_id,
+                               registered_version=logged.registered_model_version)
+
+
+def _augmentation_preview(params: Params, inputs: _Inputs):
+    """A few training images and their augmented versions, as the figure plots/augmentation.png."""
+    images = np.asarray(inputs.train.x[:PREVIEW_IMAGES])
+    return augmentation_figure(augmentation_preview(images, params.train.augmentation, params.seed,
+                                                    inputs.data.pixel_scale))
+
+
+def _export_onnx(network: keras.Model, x: np.ndarray) -> tuple[bytes | None, str]:
+    """The ONNX copy evaluate and predict score without importing TensorFlow, when the network exports;
+    the run's `scoring` tag says which runtime scores it."""
+    onnx, note = export_onnx(network, x)
+    mlflow.set_tag("scoring", "onnx" if onnx else "keras")
+    return onnx, note
+
+
+def _write_outputs(result: TrainResult, record: ModelRecord, onnx: bytes | None, onnx_note: str, preview) -> None:
+    """Every output of the stage, together (imgclf.artifacts.write_together); the record names the ONNX copy."""
+    onnx_files = {EXPORT_NOTE: json.dumps({"exported": onnx is not None, "note": onnx_note}).encode(),
+                  **({ONNX_NAME: onnx} if onnx else {})}
+    write_together({
+        layout.MODEL: result.model.save,
+        layout.ONNX_DIR: folder_writer(onnx_files),
+        layout.MODEL_INFO: dataclasses.replace(record, onnx_sha256=sha256(onnx) if onnx else None).writer(),
+        layout.TRAIN_METRICS: json_writer(result.summary),
+        layout.HISTORY: text_writer(rows_to_csv(result.rows)),
+        layout.AUGMENTATION_PNG: figure_writer(preview),
+    })
+
+
+def _print_summary(result: TrainResult, exported: bool, onnx_note: str, run_id: str) -> None:
     if result.samples_per_second is not None:
         print(f"train: fit {result.samples_seen} samples in {result.fit_seconds:.2f} s "
               f"({result.samples_per_second:.0f} samples/s)")
-    if onnx:
+    if exported:
         print(f"train: model {onnx_note}")
     else:
         log.warning("model %s; evaluate and predict load TensorFlow to score it", onnx_note)
-    print(f"train: {result.summary} {result.tags} (MLflow run {run.info.run_id})")
+    print(f"train: {result.summary} {result.tags} (MLflow run {run_id})")
 
 
 def _requirements(*packages: str) -> list[str]:
@@ -153,28 +229,26 @@ def _requirements(*packages: str) -> list[str]:
     return [f"{name}=={version(name)}" for name in packages]
 
 
-def _train_as_worker(params, cluster: Cluster) -> None:
+def _train_as_worker(params: Params, cluster: Cluster) -> None:
     """A worker other than the chief: trains its share of each batch; the run and the outputs are the chief's."""
     if params.train.model != "logreg":  # scikit-learn fits in the chief's process alone
-        meta = read_json(layout.meta_file(layout.SPLIT_DIR))
-        train = read_part(layout.SPLIT_DIR, "train")
-        _set_op_threads(params, train, len(meta["class_names"]))
+        inputs = _read_inputs()
+        _set_op_threads(params, inputs.train, inputs.data.n_classes)
         make_deterministic(params.seed)
-        train_network(train, read_part(layout.SPLIT_DIR, "val"),
-                      len(meta["class_names"]), params.train, params.seed, pixel_scale=meta["pixel_scale"])
+        train_network(inputs.train, inputs.val, inputs.data, params.train, params.seed)
     print(f"train: worker of {cluster.workers} done; the chief tracks the run and writes the outputs")
 
 
-def _set_op_threads(params, train, n_classes: int) -> int | None:
+def _set_op_threads(params: Params, train: SplitPart, n_classes: int) -> int | None:
     """Sets the threads per TensorFlow op of this training, before its first op; the count in effect
     (0: TensorFlow's choice; None: logreg, no TensorFlow). A batch is at most the whole split."""
     if params.train.model == "logreg":
         return None
-    batch_size = min(resolve_batch_size(params.train.batch_size, len(train[1])), len(train[1]))
-    return set_op_threads(op_threads(params.train, train[0].shape[1:], n_classes, batch_size))
+    batch_size = min(resolve_batch_size(params.train.batch_size, len(train.y)), len(train.y))
+    return set_op_threads(op_threads(params.train, train.x.shape[1:], n_classes, batch_size))
 
 
-def _backup(params, cluster: Cluster) -> tuple[Backup | None, dict | None]:
+def _backup(params: Params, cluster: Cluster) -> tuple[Backup | None, dict | None]:
     """This training's backup (keyed by params, data and code) and its saved state, if any.
 
     None for logreg, and in a cluster: a resume there would need every worker to restore it.

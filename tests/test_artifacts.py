@@ -21,8 +21,10 @@ def test_writes_round_trip(tmp_path):
     write_json(tmp_path / "m" / "a.json", {"accuracy": 0.5})
     assert read_json(tmp_path / "m" / "a.json") == {"accuracy": 0.5}
     write_part(tmp_path, "train", np.ones((3, 2, 2, 1), np.float32), np.arange(3))
-    x, y = read_part(tmp_path, "train")
-    assert isinstance(x, np.memmap) and x.shape == (3, 2, 2, 1) and y.tolist() == [0, 1, 2]
+    part = read_part(tmp_path, "train")
+    assert isinstance(part.x, np.memmap) and part.x.shape == (3, 2, 2, 1) and part.y.tolist() == [0, 1, 2]
+    x, y = part  # unpacks as the pair it is
+    assert x is part.x and y is part.y
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m", "train_x.npy", "train_y.npy"]
 
 

@@ -8,7 +8,7 @@ import mlflow
 import numpy as np
 
 from imgclf import layout
-from imgclf.artifacts import file_md5
+from imgclf.artifacts import SplitPart, file_md5
 from imgclf.tracking.lineage import checkout_hint, log_part, workspace_dirty
 from imgclf.tracking.run_page import MAX_DESCRIPTION, description
 
@@ -29,7 +29,7 @@ def test_a_part_is_logged_on_a_finished_run_once(tmp_path, monkeypatch):
         pass
     with mlflow.start_run() as scoring:
         for _ in range(2):  # a second scoring of the same test set adds nothing
-            log_part("test", (x, y), "photos/shop", [finished.info.run_id, scoring.info.run_id])
+            log_part("test", SplitPart(x, y), "photos/shop", [finished.info.run_id, scoring.info.run_id])
     for run_id in (finished.info.run_id, scoring.info.run_id):
         run = mlflow.get_run(run_id)
         (logged,) = run.inputs.dataset_inputs

@@ -2,8 +2,10 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
+from imgclf.artifacts import SplitPart
 from imgclf.params import LogregParams
 from imgclf.train.logreg import logreg_to_keras, train_logreg
+from imgclf.train.training import DataSpec
 
 
 def _data(n_classes, n=120, seed=0):
@@ -31,9 +33,10 @@ def test_class_missing_from_training_gets_probability_zero():
 
 def test_train_logreg_reports_like_a_network():
     x, y = _data(3)
-    result = train_logreg((x[:90], y[:90]), (x[90:], y[90:]), 3, LogregParams(max_iter=300, C=1.0), None, seed=0)
+    train, val = SplitPart(x[:90], y[:90]), SplitPart(x[90:], y[90:])
+    result = train_logreg(train, val, DataSpec(3), LogregParams(max_iter=300, C=1.0), None, seed=0)
     assert set(result.rows[0]) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy"}
     assert result.summary["epochs_run"] == 1 and result.summary["converged"]
     assert result.summary["val_accuracy"] > 0.5
-    few = train_logreg((x[:90], y[:90]), (x[90:], y[90:]), 3, LogregParams(max_iter=1), None, seed=0)
+    few = train_logreg(train, val, DataSpec(3), LogregParams(max_iter=1), None, seed=0)
     assert not few.summary["converged"] and few.summary["iterations"] == 1

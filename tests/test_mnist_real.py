@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from imgclf.artifacts import SplitPart
 from imgclf.data.datasets import get_dataset
 from imgclf.data.idx import read_idx
 from imgclf.data.preprocess import prepare_arrays
 from imgclf.params import TrainParams
-from imgclf.train.training import make_deterministic, train_network
+from imgclf.train.training import DataSpec, make_deterministic, train_network
 from tests.dvc_project import dvc, make_project, run
 
 
@@ -24,7 +25,8 @@ def test_mlp_reaches_95_percent_on_real_mnist(shared_mnist):
     make_deterministic(42)
     train = TrainParams(hidden_units=(128,), activation="relu", optimizer="adam", epochs=5)
     # validation only monitors; it is a slice of the 8,000 training digits
-    result = train_network((x[:8000], y[:8000]), (x[7000:8000], y[7000:8000]), 10, train, seed=42, pixel_scale=scale)
+    result = train_network(SplitPart(x[:8000], y[:8000]), SplitPart(x[7000:8000], y[7000:8000]), DataSpec(10, scale),
+                           train, seed=42)
     accuracy = np.mean(result.model.predict(x[8000:], verbose=0).argmax(axis=1) == y[8000:])
     assert accuracy >= 0.95, accuracy
 

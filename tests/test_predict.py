@@ -7,6 +7,7 @@ from PIL import Image
 
 from imgclf.data.images import load_image
 from imgclf.errors import PipelineError
+from imgclf.records import ModelRecord, ServingInfo
 from imgclf.serve.predict import main, predict_files, top_classes
 from imgclf.train.model import normalization
 
@@ -40,10 +41,10 @@ def _tiny_model(tmp_path):
     model = keras.Sequential([keras.Input((4, 4, 1)), normalization(1 / 255), keras.layers.Flatten(),
                               keras.layers.Dense(3, "softmax")])
     model.save(tmp_path / "model.keras")
-    info = {"class_names": ["cat", "dog", "eel"], "input_shape": [4, 4, 1], "input_dtype": "uint8",
-            "pixel_scale": 1 / 255}
-    (tmp_path / "model.json").write_text(json.dumps(info))
-    return model, info
+    record = ModelRecord(dataset="image_folder", model="mlp", class_names=("cat", "dog", "eel"), input_shape=(4, 4, 1),
+                         input_dtype="uint8", pixel_scale=1 / 255, mlflow_run_id="0" * 32)
+    (tmp_path / "model.json").write_text(json.dumps(record.to_dict()))
+    return model, record
 
 
 def _keras(model):
@@ -51,13 +52,13 @@ def _keras(model):
 
 
 def test_predict_prepares_files_as_training_did(tmp_path):
-    model, info = _tiny_model(tmp_path)
+    model, record = _tiny_model(tmp_path)
     pixels = np.random.default_rng(2).integers(0, 256, (4, 4), dtype=np.uint8)
     Image.fromarray(pixels, "L").save(tmp_path / "x.png")
-    answers = predict_files(_keras(model), info, [str(tmp_path / "x.png")], k=3)
+    answers = predict_files(_keras(model), record.serving, [str(tmp_path / "x.png")], k=3)
     direct = model.predict(pixels[None, ..., None], verbose=0)[0]
     ranked = answers[str(tmp_path / "x.png")]
-    assert [name for name, _ in ranked] == [info["class_names"][i] for i in np.argsort(-direct)]
+    assert [name for name, _ in ranked] == [record.class_names[i] for i in np.argsort(-direct)]
     assert [p for _, p in ranked] == pytest.approx(sorted(direct, reverse=True), abs=1e-6)
 
 
@@ -79,11 +80,12 @@ def test_cli_without_a_trained_model_says_to_run_the_pipeline(tmp_path):
 
 def test_a_model_of_the_old_unit_range_contract_is_refused(tmp_path):
     """Before 8-bit pixels at rest, models took [0, 1] floats: fed 0..255 they would answer wrongly."""
-    model, info = _tiny_model(tmp_path)
+    model, record = _tiny_model(tmp_path)
     Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "x.png")
-    old = {k: v for k, v in info.items() if k not in ("input_dtype", "pixel_scale")}
+    old = {k: v for k, v in record.to_dict().items() if k not in ("input_dtype", "pixel_scale")}
+    (tmp_path / "model.json").write_text(json.dumps(old))
     with pytest.raises(PipelineError, match="no pixel_scale.*retrain"):
-        predict_files(_keras(model), old, [str(tmp_path / "x.png")], k=1)
+        predict_files(_keras(model), ModelRecord.read(tmp_path / "model.json").serving, [str(tmp_path / "x.png")], k=1)
 
 
 def test_a_model_of_other_stored_pixels_gets_the_file_on_its_own_scale(tmp_path):
@@ -91,10 +93,10 @@ def test_a_model_of_other_stored_pixels_gets_the_file_on_its_own_scale(tmp_path)
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((4, 4, 1)), normalization(1 / 16), keras.layers.Flatten(),
                               keras.layers.Dense(3, "softmax")])
-    info = {"class_names": ["a", "b", "c"], "input_shape": [4, 4, 1], "input_dtype": "uint8", "pixel_scale": 1 / 16}
+    serving = ServingInfo(class_names=("a", "b", "c"), input_shape=(4, 4, 1), pixel_scale=1 / 16)
     pixels = np.random.default_rng(4).integers(0, 256, (4, 4), dtype=np.uint8)
     Image.fromarray(pixels, "L").save(tmp_path / "x.png")
-    (ranked,) = predict_files(_keras(model), info, [str(tmp_path / "x.png")], k=3).values()
+    (ranked,) = predict_files(_keras(model), serving, [str(tmp_path / "x.png")], k=3).values()
     # the 0..16 pixels the model takes, the same [0, 1] image inside it
     unit = model.predict((pixels.astype(np.float32) * 16 / 255)[None, ..., None], verbose=0)[0]
     assert [p for _, p in ranked] == pytest.approx(sorted(unit, reverse=True), abs=1e-6)

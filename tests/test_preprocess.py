@@ -131,3 +131,23 @@ def test_the_stage_keeps_each_photo_beside_its_label_when_bad_files_fall_inside_
     # one warning per skipped photo, through the stage's logger: "warning: skipping <path>: <why>" on stderr
     assert [r.getMessage() for r in caplog.records if r.name == "imgclf.stages.preprocess"] == [
         f"skipping {skipped}" for skipped in meta["skipped"]]
+
+
+def test_a_class_whose_photos_are_all_unreadable_stops_the_stage_naming_it(tmp_path, monkeypatch):
+    from imgclf.data.folders import scan_image_folder, to_manifest
+    from imgclf.params import DataParams
+    from stages.preprocess import _decode_folder
+
+    for i, name in enumerate(("a", "b", "c") * 2):
+        (tmp_path / "photos" / name).mkdir(parents=True, exist_ok=True)
+        photo = tmp_path / "photos" / name / f"{i}.png"
+        if name == "c":
+            photo.write_bytes(b"not a photo")
+        else:
+            Image.fromarray(np.full((12, 10, 3), i, np.uint8)).save(photo)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data/raw").mkdir(parents=True)
+    (tmp_path / "data/raw/manifest.json").write_text(json.dumps(to_manifest(scan_image_folder(tmp_path / "photos"))))
+    (tmp_path / "out").mkdir()
+    with pytest.raises(PipelineError, match="no readable image left in class c of the train split"):
+        _decode_folder(DataParams(dataset="image_folder", path="photos", image_size=(8, 8)), tmp_path / "out")

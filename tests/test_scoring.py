@@ -24,25 +24,26 @@ def _stored(rows: int) -> np.ndarray:
     return np.random.default_rng(1).integers(0, 256, (rows, 6, 6, 1), dtype=np.uint8)
 
 
-def _saved(tmp_path, model, onnx: bytes | None) -> tuple[Path, dict]:
+def _saved(tmp_path, model, onnx: bytes | None) -> tuple[Path, str | None]:
+    """The model saved, its ONNX copy beside it, and the copy's sha256 as model.json records it."""
     path = tmp_path / "model.keras"
     model.save(path)
     if onnx is not None:
         scoring.onnx_path(path).parent.mkdir()
         scoring.onnx_path(path).write_bytes(onnx)
-    return path, {"onnx_sha256": scoring.sha256(onnx) if onnx is not None else None}
+    return path, scoring.sha256(onnx) if onnx is not None else None
 
 
 def test_the_onnx_copy_scores_as_keras_does_without_importing_tensorflow(tmp_path):
     model, x = _model(), _stored(300)
     onnx, note = scoring.export_onnx(model, x)
     assert onnx is not None and note.startswith("exported to ONNX")
-    path, info = _saved(tmp_path, model, onnx)
+    path, sha = _saved(tmp_path, model, onnx)
     np.save(tmp_path / "x.npy", x)
     np.save(tmp_path / "keras.npy", model.predict(x, verbose=0))
     # A fresh interpreter, as evaluate and predict are: TensorFlow must not be imported at all.
     code = (f"import json, sys, numpy as np; from imgclf.evaluate import scoring; "
-            f"score, runtime = scoring.load_scorer(__import__('pathlib').Path({str(path)!r}), {info!r}); "
+            f"score, runtime = scoring.load_scorer(__import__('pathlib').Path({str(path)!r}), {sha!r}); "
             f"p = scoring.predict_proba(score, np.load({str(tmp_path / 'x.npy')!r})); "
             f"print(json.dumps([float(np.abs(p - np.load({str(tmp_path / 'keras.npy')!r})).max()), "
             f"'tensorflow' in sys.modules, 'keras' in sys.modules, runtime]))")
@@ -54,25 +55,24 @@ def test_the_onnx_copy_scores_as_keras_does_without_importing_tensorflow(tmp_pat
 
 def test_a_model_without_an_onnx_copy_is_scored_by_keras(tmp_path):
     model, x = _model(), _stored(10)
-    path, info = _saved(tmp_path, model, None)
-    score, runtime = scoring.load_scorer(path, info)
+    path, sha = _saved(tmp_path, model, None)
+    score, runtime = scoring.load_scorer(path, sha)
     assert runtime == "keras"
     np.testing.assert_array_equal(scoring.predict_proba(score, x), model.predict(x, verbose=0))
-    # An older model.json has no "onnx_sha256" entry: Keras, too.
-    assert scoring.load_scorer(path, {})[1] == "keras"
+
 
 
 def test_an_onnx_copy_that_is_missing_or_another_models_is_not_used(tmp_path, caplog):
     model, other, x = _model(0), _model(1), _stored(10)
-    path, info = _saved(tmp_path, model, scoring.export_onnx(model, x)[0])
+    path, sha = _saved(tmp_path, model, scoring.export_onnx(model, x)[0])
     scoring.onnx_path(path).write_bytes(scoring.export_onnx(other, x)[0])  # e.g. a partial dvc checkout
-    score, runtime = scoring.load_scorer(path, info)
+    score, runtime = scoring.load_scorer(path, sha)
     warned = [r.getMessage() for r in caplog.records if r.name == scoring.__name__]
     assert runtime == "keras" and len(warned) == 1 and "is not the one train exported with it" in warned[0]
     np.testing.assert_array_equal(scoring.predict_proba(score, x), model.predict(x, verbose=0))
     scoring.onnx_path(path).unlink()
     caplog.clear()
-    assert scoring.load_scorer(path, info)[1] == "keras"
+    assert scoring.load_scorer(path, sha)[1] == "keras"
     assert [r.getMessage() for r in caplog.records if r.name == scoring.__name__] == [
         f"{scoring.onnx_path(path)} is missing; scoring {path} with Keras (restore both with `dvc checkout`)"]
 
@@ -109,8 +109,8 @@ def test_an_onnx_copy_that_gives_nan_is_not_kept(monkeypatch):
 
 def test_probabilities_are_the_same_whatever_the_chunk(tmp_path, monkeypatch):
     model, x = _model(), _stored(50)
-    path, info = _saved(tmp_path, model, scoring.export_onnx(model, x)[0])
-    score, _ = scoring.load_scorer(path, info)
+    path, sha = _saved(tmp_path, model, scoring.export_onnx(model, x)[0])
+    score, _ = scoring.load_scorer(path, sha)
     whole = scoring.predict_proba(score, x)
     sizes = []
     monkeypatch.setattr(scoring, "rows_per_chunk", lambda *args, **kwargs: 7)

@@ -9,10 +9,11 @@ import keras
 import numpy as np
 import pytest
 
+from imgclf.artifacts import SplitPart
 from imgclf.params import AugmentationParams, CallbackParams, EarlyStoppingParams, TrainParams, parse_params
 from imgclf.train.augmentation import build_augmentation
 from imgclf.train.batches import make_dataset
-from imgclf.train.training import class_weights, make_deterministic, train_network
+from imgclf.train.training import DataSpec, FitOptions, class_weights, make_deterministic, train_network
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -24,14 +25,14 @@ def _data(n=96, seed=0, learnable=True):
     quadrants = x.reshape(n, 2, 2, 2, 2).mean(axis=(2, 4)).reshape(n, 4)[:, :3]
     y = quadrants.argmax(axis=1) if learnable else rng.integers(0, 3, n)
     cut = n * 3 // 4
-    return (x[:cut], y[:cut]), (x[cut:], y[cut:])
+    return SplitPart(x[:cut], y[:cut]), SplitPart(x[cut:], y[cut:])
 
 
 def _train(seed=0, data=None, **overrides):
     make_deterministic(seed)
     train, val = data or _data()
     params = dataclasses.replace(TrainParams(hidden_units=(16,), epochs=3), **overrides)
-    return train_network(train, val, 3, params, seed)
+    return train_network(train, val, DataSpec(3), params, seed)
 
 
 @pytest.mark.parametrize(("batch_size", "steps_per_epoch"), [("full", 1), (1, 72), (32, 3)])
@@ -74,9 +75,10 @@ def test_8_bit_pixels_train_like_unit_range_floats():
     x8, xv8 = (np.round(a * 255).astype(np.uint8) for a in (x, xv))
     params = TrainParams(hidden_units=(16,), epochs=3)
     make_deterministic(0)
-    as_bytes = train_network((x8, y), (xv8, yv), 3, params, 0, pixel_scale=1 / 255)
+    as_bytes = train_network(SplitPart(x8, y), SplitPart(xv8, yv), DataSpec(3, 1 / 255), params, 0)
     make_deterministic(0)
-    as_floats = train_network(((x8 / 255).astype(np.float32), y), ((xv8 / 255).astype(np.float32), yv), 3, params, 0)
+    as_floats = train_network(SplitPart((x8 / 255).astype(np.float32), y),
+                              SplitPart((xv8 / 255).astype(np.float32), yv), DataSpec(3), params, 0)
     assert as_bytes.model.layers[0].name == "normalization"
     for a, b in zip(as_bytes.rows, as_floats.rows):
         assert a == pytest.approx(b, rel=1e-4)
@@ -128,12 +130,12 @@ def test_augmentation_changes_training_batches_only():
     plain = next(iter(make_dataset(train, 8, 3, "sparse")))[0].numpy()
     augmented = next(iter(make_dataset(train, 8, 3, "sparse", augment=augment)))[0].numpy()
     assert not np.allclose(plain, augmented)
-    np.testing.assert_array_equal(plain, train[0][:8])
+    np.testing.assert_array_equal(plain, train.x[:8])
 
     make_deterministic(0)
-    result = train_network(train, val, 3, TrainParams(hidden_units=(8,), epochs=1, augmentation=aug), 0)
+    result = train_network(train, val, DataSpec(3), TrainParams(hidden_units=(8,), epochs=1, augmentation=aug), 0)
     assert not [layer for layer in result.model.layers if "random" in type(layer).__name__.lower()]
-    first, second = (result.model.predict(val[0], verbose=0) for _ in range(2))
+    first, second = (result.model.predict(val.x, verbose=0) for _ in range(2))
     np.testing.assert_array_equal(first, second)  # evaluation and predict see the images as they are
 
 
@@ -207,7 +209,7 @@ def test_large_splits_stream_from_disk_in_the_same_order(tmp_path, monkeypatch):
         np.testing.assert_array_equal(xa.numpy(), xb.numpy())
         np.testing.assert_array_equal(np.eye(3)[ya.numpy()], yb.numpy())
     make_deterministic(0)
-    result = train_network(mapped, mapped, 3, TrainParams(hidden_units=(8,), epochs=2), 0)
+    result = train_network(mapped, mapped, DataSpec(3), TrainParams(hidden_units=(8,), epochs=2), 0)
     assert result.summary["epochs_run"] == 2
 
 
@@ -256,7 +258,8 @@ import numpy as np
 import tensorflow as tf
 from imgclf.train.devices import set_op_threads
 from imgclf.params import TrainParams
-from imgclf.train.training import make_deterministic, train_network
+from imgclf.artifacts import SplitPart
+from imgclf.train.training import DataSpec, make_deterministic, train_network
 
 set_op_threads(int(sys.argv[1]))
 rng = np.random.default_rng(0)
@@ -267,7 +270,8 @@ for shape, classes, batch_size in (((28, 28, 1), 4, 32), ((28, 28, 1), 4, 300), 
     y = x.reshape(800, -1)[:, :100].argmax(axis=1) % classes
     make_deterministic(0)
     params = TrainParams(epochs=2, batch_size=batch_size, steps_per_execution=64)
-    model = train_network((x[:700], y[:700]), (x[700:], y[700:]), classes, params, 0, pixel_scale=1 / 255).model
+    model = train_network(SplitPart(x[:700], y[:700]), SplitPart(x[700:], y[700:]), DataSpec(classes, 1 / 255),
+                          params, 0).model
     print("weights", tf.config.threading.get_intra_op_parallelism_threads(),
           hashlib.sha256(b"".join(w.tobytes() for w in model.get_weights())).hexdigest())
 """
@@ -370,7 +374,7 @@ def test_an_interrupted_training_resumes_to_the_uninterrupted_result(tmp_path):
 
     def fit(backup=None, resume=None, extra=None):
         make_deterministic(5)
-        return train_network(train, val, 3, params, 5, extra, backup=backup, resume=resume)
+        return train_network(train, val, DataSpec(3), params, 5, FitOptions(tuple(extra or ()), backup, resume))
 
     whole = fit()
     backup = Backup(tmp_path / "backup", "key")
@@ -385,7 +389,7 @@ def test_an_interrupted_training_resumes_to_the_uninterrupted_result(tmp_path):
     for mine, theirs in zip(resumed.model.get_weights(), whole.model.get_weights()):
         np.testing.assert_array_equal(mine, theirs)
     # only the epochs after the backup were trained again (early stopping ended both at the same epoch)
-    assert len(whole.rows) < params.epochs and resumed.samples_seen == len(train[1]) * (len(whole.rows) - 2)
+    assert len(whole.rows) < params.epochs and resumed.samples_seen == len(train.y) * (len(whole.rows) - 2)
 
 
 def test_each_epoch_draws_from_its_own_stream():

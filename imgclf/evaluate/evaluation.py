@@ -15,6 +15,7 @@ from imgclf import layout
 from imgclf.artifacts import png_bytes, read_json, read_part
 from imgclf.evaluate.metrics import confident_mistakes, confusion, confusion_records, per_class_report, summary_metrics
 from imgclf.evaluate.scoring import load_scorer, predict_proba
+from imgclf.records import ModelRecord
 
 MISTAKES_SHOWN = 25
 
@@ -30,7 +31,7 @@ class Scored:
     runtime: str  # what scored the model: "onnx" (its ONNX copy) or "keras"
 
 
-def score_test_split(info: dict) -> Scored:
+def score_test_split(record: ModelRecord) -> Scored:
     """The trained model (models/) on the test split (data/split)."""
     # matplotlib is imported here, in the scoring process, so its import stays off MLflow's path.
     from imgclf.plots import confusion_figure, image_grid_figure, prediction_captions
@@ -38,7 +39,7 @@ def score_test_split(info: dict) -> Scored:
     x_test, y_true = read_part(layout.SPLIT_DIR, "test")
     meta = read_json(layout.meta_file(layout.SPLIT_DIR))
     class_names = meta["class_names"]
-    score, runtime = load_scorer(layout.MODEL, info)
+    score, runtime = load_scorer(layout.MODEL, record.onnx_sha256)
     probs = predict_proba(score, x_test)
     y_pred = probs.argmax(axis=1)
     matrix = confusion(y_true, y_pred, len(class_names))

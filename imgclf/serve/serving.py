@@ -22,11 +22,10 @@ from PIL import Image
 
 from imgclf.artifacts import read_json, write_json
 from imgclf.errors import PipelineError
+from imgclf.records import ServingInfo
 from imgclf.serve.predict import prepare_batch, top_classes
 
 TOP_K = 3  # classes per photo unless the request's params say otherwise
-# What the served model needs of the training's model.json.
-_INFO_KEYS = ("class_names", "input_shape", "pixel_scale")
 
 
 class PhotoClassifier(mlflow.pyfunc.PythonModel):
@@ -36,14 +35,14 @@ class PhotoClassifier(mlflow.pyfunc.PythonModel):
     [{"class", "probability"}] (params: {"top_k": k}).
     """
 
-    def __init__(self, network=None, info: dict | None = None) -> None:
+    def __init__(self, network=None, info: ServingInfo | None = None) -> None:
         self.network, self.info = network, info
 
     def load_context(self, context) -> None:
         import keras  # in the serving process only: importing TensorFlow takes seconds
 
         self.network = keras.models.load_model(context.artifacts["network"], safe_mode=True)
-        self.info = read_json(Path(context.artifacts["info"]))
+        self.info = ServingInfo.from_dict(read_json(Path(context.artifacts["info"])), context.artifacts["info"])
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         if "image" not in model_input:
@@ -52,7 +51,7 @@ class PhotoClassifier(mlflow.pyfunc.PythonModel):
         k = int((params or {}).get("top_k") or TOP_K)
         photos = [_photo(value, row) for row, value in enumerate(model_input["image"])]
         probs = self.network.predict(prepare_batch(self.info, photos), verbose=0)
-        ranked = [top_classes(row, self.info["class_names"], k) for row in probs]
+        ranked = [top_classes(row, self.info.class_names, k) for row in probs]
         return pd.DataFrame({
             "class": [r[0][0] for r in ranked],
             "probability": [r[0][1] for r in ranked],
@@ -81,16 +80,18 @@ def example_photo(pixels: np.ndarray, pixel_scale: float) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def log_photo_model(network, info: dict, example_pixels: np.ndarray, pip_requirements: list[str],
+def log_photo_model(network, info: ServingInfo, example_pixels: np.ndarray, pip_requirements: list[str],
                     registered_model_name: str | None = None):
-    """Log (and register, when named) the photo-taking model of `network` in the active run; its ModelInfo."""
-    info = {key: info[key] for key in _INFO_KEYS}
-    example = pd.DataFrame({"image": [example_photo(example_pixels, info["pixel_scale"])]})
+    """Log (and register, when named) the photo-taking model of `network` in the active run; its ModelInfo.
+
+    Its model.json artifact holds `info` (ServingInfo.to_dict), what the server needs of the model's record.
+    """
+    example = pd.DataFrame({"image": [example_photo(example_pixels, info.pixel_scale)]})
     signature = infer_signature(example, PhotoClassifier(network, info).predict(None, example),
                                 params={"top_k": TOP_K})
     with tempfile.TemporaryDirectory() as tmp:
         network.save(Path(tmp) / "network.keras")
-        write_json(Path(tmp) / "model.json", info)
+        write_json(Path(tmp) / "model.json", info.to_dict())
         return mlflow.pyfunc.log_model(
             name="model", python_model=PhotoClassifier(),
             artifacts={"network": str(Path(tmp) / "network.keras"), "info": str(Path(tmp) / "model.json")},

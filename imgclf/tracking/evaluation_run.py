@@ -15,6 +15,7 @@ from imgclf import layout
 from imgclf.artifacts import file_md5, read_part
 from imgclf.evaluate.evaluation import Scored
 from imgclf.params import load_params
+from imgclf.records import ModelRecord
 from imgclf.tracking import lineage, store
 from imgclf.tracking.registry import promote_champion
 from imgclf.tracking.run_page import DESCRIPTION_TAG, description
@@ -51,7 +52,7 @@ def evaluation_run(run_id: str):
                  run_id, trained.info.run_name, len(earlier), run.info.run_id)
 
 
-def log_evaluation(run, info: dict, scored: Scored, class_names: list[str]) -> bool:
+def log_evaluation(run, record: ModelRecord, scored: Scored, class_names: list[str]) -> bool:
     """Test metrics, report, confusion matrix and figures on the evaluation's run; the test set as a
     dataset input of it and of the model's run; the model's run page; the champion alias.
 
@@ -59,20 +60,20 @@ def log_evaluation(run, info: dict, scored: Scored, class_names: list[str]) -> b
     """
     summary = scored.summary
     lineage.log_part("test", read_part(layout.SPLIT_DIR, "test"), lineage.data_source(load_params(layout.PARAMS).data),
-                     [info["mlflow_run_id"], run.info.run_id],
+                     [record.mlflow_run_id, run.info.run_id],
                      md5={name: run.data.tags[f"test.{name}.md5"] for name in ("x", "y")})  # hashed by evaluation_run
-    mlflow.log_metrics({f"test_{k}": v for k, v in summary.items()}, model_id=info.get("mlflow_model_id"))
+    mlflow.log_metrics({f"test_{k}": v for k, v in summary.items()}, model_id=record.mlflow_model_id)
     mlflow.set_tag("scoring", scored.runtime)
     mlflow.log_dict(scored.report, "evaluation/classification_report.json")
     mlflow.log_dict({"labels": class_names, "matrix": scored.matrix.tolist()}, "evaluation/confusion_matrix.json")
     for path, png in scored.figures.items():
         store.log_bytes(png, f"evaluation/{path.name}")
     # The model's run page tells its whole story: training, test metrics, confusion matrix.
-    trained = mlflow.get_run(info["mlflow_run_id"]).data.metrics
+    trained = mlflow.get_run(record.mlflow_run_id).data.metrics
     headline = {**{k: trained[f"final_{k}"] for k in ("val_loss", "val_accuracy") if f"final_{k}" in trained},
                 **{f"test_{k}": v for k, v in summary.items()}}
-    mlflow.MlflowClient().set_tag(info["mlflow_run_id"], DESCRIPTION_TAG, description(
-        info["dataset"], info["model"], headline, info.get("data_hint", ""), class_names, scored.matrix,
+    mlflow.MlflowClient().set_tag(record.mlflow_run_id, DESCRIPTION_TAG, description(
+        record.dataset, record.model, headline, record.data_hint, class_names, scored.matrix,
         test_digest=run.data.tags["test.x.md5"]))
-    return bool(info.get("registered_version")) and promote_champion(
-        info["registered_model"], info["registered_version"], summary["accuracy"])
+    return bool(record.registered_version) and promote_champion(
+        record.registered_model, record.registered_version, summary["accuracy"])

@@ -8,13 +8,12 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import mlflow
-import numpy as np
 import yaml
 from mlflow.entities import DatasetInput, InputTag
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 from imgclf import layout
-from imgclf.artifacts import file_md5
+from imgclf.artifacts import SplitPart, file_md5
 
 # The MLflow name of each split part, as the run page lists them.
 CONTEXTS = {"train": "training", "val": "validation", "test": "test"}
@@ -25,7 +24,7 @@ def data_source(data) -> str:
     return data.path if data.dataset == "image_folder" else data.dataset
 
 
-def log_part(part: str, arrays: tuple[np.ndarray, np.ndarray], source: str, run_ids: Iterable[str],
+def log_part(part: str, arrays: SplitPart, source: str, run_ids: Iterable[str],
              md5: Mapping[str, str] | None = None) -> None:
     """Record a split part as a dataset input of these runs.
 
@@ -39,7 +38,7 @@ def log_part(part: str, arrays: tuple[np.ndarray, np.ndarray], source: str, run_
     with warnings.catch_warnings():
         # a name or folder reads as a local source two ways ("file" and no scheme): either is it
         warnings.filterwarnings("ignore", "The specified dataset source can be interpreted in multiple ways")
-        dataset = mlflow.data.from_numpy(arrays[0], targets=arrays[1], source=source, name=part,
+        dataset = mlflow.data.from_numpy(arrays.x, targets=arrays.y, source=source, name=part,
                                          digest=md5["x"])
     # What mlflow.log_input logs, for finished runs too (a model's run is never reopened).
     logged = DatasetInput(dataset._to_mlflow_entity(), [InputTag(MLFLOW_DATASET_CONTEXT, CONTEXTS[part]),

@@ -6,14 +6,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-Arrays = tuple[np.ndarray, np.ndarray]
+from imgclf.artifacts import SplitPart
 
 # A split up to this size is loaded into memory once (tf.data then serves it from RAM every epoch);
 # a larger one streams from its memory-mapped .npy file, a batch of rows at a time.
 IN_MEMORY_BYTES = 2 * 1024**3
 
 
-def make_dataset(data: Arrays, batch_size: int, n_classes: int, labels: str,
+def make_dataset(data: SplitPart, batch_size: int, n_classes: int, labels: str,
                  shuffle_seed: int | None = None, augment: keras.Sequential | None = None,
                  epoch: tf.Variable | int = 0) -> tf.data.Dataset:
     """Batches for fit; only the training set is shuffled and augmented.

@@ -9,20 +9,21 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
+from imgclf.artifacts import SplitPart
 from imgclf.evaluate.metrics import cross_entropy
 from imgclf.params import LogregParams
 from imgclf.train.model import normalization
-from imgclf.train.training import Arrays, TrainResult
+from imgclf.train.training import DataSpec, TrainResult
 
 
-def train_logreg(train: Arrays, val: Arrays, n_classes: int, params: LogregParams,
-                 class_weight: dict[int, float] | None, seed: int, pixel_scale: float = 1.0) -> TrainResult:
+def train_logreg(train: SplitPart, val: SplitPart, data: DataSpec, params: LogregParams,
+                 class_weight: dict[int, float] | None, seed: int) -> TrainResult:
     """Fit multinomial logistic regression on [0, 1] pixels; return it as an equivalent Keras model.
 
     Memory: the lbfgs solver works in float64, so the training split is held once as float64
     (8 bytes per pixel, 339 MB for MNIST); it is built here in place, and scikit-learn uses it as is.
     """
-    x, y = train
+    (x, y), pixel_scale = train, data.pixel_scale
     clf = LogisticRegression(C=params.C, max_iter=params.max_iter, class_weight=class_weight, random_state=seed)
     features = x.reshape(len(x), -1).astype(np.float64)
     features *= pixel_scale
@@ -30,7 +31,7 @@ def train_logreg(train: Arrays, val: Arrays, n_classes: int, params: LogregParam
         warnings.simplefilter("always", ConvergenceWarning)
         clf.fit(features, y)
     del features
-    model = logreg_to_keras(clf, x.shape[1:], n_classes, pixel_scale)
+    model = logreg_to_keras(clf, x.shape[1:], data.n_classes, pixel_scale)
     row = {"epoch": 1, **_scores(model, train, ""), **_scores(model, val, "val_")}
     summary = {"epochs_run": 1, "best_epoch": 1, "iterations": int(clf.n_iter_.max()),
                "converged": not any(issubclass(w.category, ConvergenceWarning) for w in caught),
@@ -58,7 +59,7 @@ def logreg_to_keras(clf: LogisticRegression, input_shape: tuple[int, ...], n_cla
     return model
 
 
-def _scores(model: keras.Model, data: Arrays, prefix: str) -> dict[str, float]:
-    probs = model.predict(data[0], batch_size=1024, verbose=0)
-    return {f"{prefix}loss": cross_entropy(data[1], probs),
-            f"{prefix}accuracy": float(np.mean(probs.argmax(axis=1) == data[1]))}
+def _scores(model: keras.Model, part: SplitPart, prefix: str) -> dict[str, float]:
+    probs = model.predict(part.x, batch_size=1024, verbose=0)
+    return {f"{prefix}loss": cross_entropy(part.y, probs),
+            f"{prefix}accuracy": float(np.mean(probs.argmax(axis=1) == part.y))}

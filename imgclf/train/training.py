@@ -14,9 +14,10 @@ import numpy as np
 import tensorflow as tf
 from sklearn.utils.class_weight import compute_class_weight
 
+from imgclf.artifacts import SplitPart
 from imgclf.params import CallbackParams, TrainParams
 from imgclf.train.augmentation import build_augmentation
-from imgclf.train.batches import Arrays, make_dataset
+from imgclf.train.batches import make_dataset
 from imgclf.train.callbacks import EpochRandomness, LearningRateLogger, build_callbacks
 from imgclf.train.devices import describe_strategy, make_strategy
 from imgclf.train.history import best_epoch, history_rows
@@ -37,6 +38,24 @@ class TrainResult:
     def samples_per_second(self) -> float | None:
         """Fit throughput of this process (None when it fitted nothing: logreg, or a resume past the last epoch)."""
         return self.samples_seen / self.fit_seconds if self.fit_seconds else None
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What the split holds, as the model's shape needs it: how many classes, and the scale of its pixels."""
+
+    n_classes: int
+    pixel_scale: float = 1.0  # the model's first layer multiplies stored pixels by it, to [0, 1]
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """What a training may add to a plain fit: callbacks, an epoch-end backup, and a backup's state to resume."""
+
+    callbacks: tuple[keras.callbacks.Callback, ...] = ()  # after the params' own and the learning-rate logger
+    backup: Backup | None = None  # saved at each epoch's end
+    resume: dict | None = None  # that backup's state: continue from its last completed epoch
+    backup_extra: dict = field(default_factory=dict)  # saved with each epoch's state (the MLflow run id)
 
 
 def make_deterministic(seed: int) -> None:
@@ -61,26 +80,26 @@ def class_weights(y: np.ndarray, n_classes: int, mode: str) -> dict[int, float] 
     }
 
 
-def train_network(train: Arrays, val: Arrays, n_classes: int, params: TrainParams, seed: int,
-                  extra_callbacks: list | None = None, pixel_scale: float = 1.0,
-                  backup: Backup | None = None, resume: dict | None = None,
-                  backup_extra: dict | None = None) -> TrainResult:
+def train_network(train: SplitPart, val: SplitPart, data: DataSpec, params: TrainParams, seed: int,
+                  options: FitOptions | None = None) -> TrainResult:
     """Build, compile and fit the network; the returned model is the checkpointed best when enabled.
 
-    `train` and `val` hold pixels as stored; the model's first layer applies `pixel_scale`.
-    With `backup`, the state is saved at each epoch's end; `resume` (that backup's state) continues
-    a training from its last completed epoch, to the result an uninterrupted one gives.
+    `train` and `val` hold pixels as stored; the model's first layer applies `data.pixel_scale`.
+    With `options.backup`, the state is saved at each epoch's end; `options.resume` (that backup's
+    state) continues a training from its last completed epoch, to the result an uninterrupted one gives.
     """
-    batch_size = resolve_batch_size(params.batch_size, len(train[1]))
-    steps = math.ceil(len(train[1]) / batch_size)
+    options = options or FitOptions()
+    n_classes, backup, resume = data.n_classes, options.backup, options.resume
+    batch_size = resolve_batch_size(params.batch_size, len(train.y))
+    steps = math.ceil(len(train.y) / batch_size)
     strategy = make_strategy(params.distribute)
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         # Keras's multi-step loop fails on distributed iterators ("You must feed a value for
         # placeholder tensor"); one batch per call gives the same steps, with the per-batch overhead.
         params = dataclasses.replace(params, steps_per_execution=1)
     with strategy.scope():  # variables are created once per replica; batch_size is the global batch
-        model = compile_model(build_model(train[0].shape[1:], n_classes, params, pixel_scale), params, steps)
-    augment = build_augmentation(params.augmentation, seed, 1 / pixel_scale)
+        model = compile_model(build_model(train.x.shape[1:], n_classes, params, data.pixel_scale), params, steps)
+    augment = build_augmentation(params.augmentation, seed, 1 / data.pixel_scale)
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
     train_ds = make_dataset(train, batch_size, n_classes, params.labels, shuffle_seed=seed, augment=augment,
                             epoch=epoch)
@@ -88,18 +107,18 @@ def train_network(train: Arrays, val: Arrays, n_classes: int, params: TrainParam
     with tempfile.TemporaryDirectory() as tmp:
         best = Path(tmp) / "best.weights.h5"
         stateful = build_callbacks(params.callbacks, best)
-        callbacks = stateful + [LearningRateLogger(), EpochRandomness(epoch, augment), *(extra_callbacks or [])]
+        callbacks = stateful + [LearningRateLogger(), EpochRandomness(epoch, augment), *options.callbacks]
         initial_epoch, prior_rows = 0, []
         if resume is not None:
             backup.restore_model(model, resume)
             initial_epoch = params.epochs if resume["stopped"] else resume["epoch"]
             prior_rows = resume["rows"]
         if backup is not None:
-            callbacks.append(EpochBackup(backup, stateful, prior_rows, resume, backup_extra or {}))
+            callbacks.append(EpochBackup(backup, stateful, prior_rows, resume, options.backup_extra))
         # shuffle=False: the dataset is already shuffled, with the seed.
         started = time.perf_counter()
         history = model.fit(train_ds, validation_data=val_ds, epochs=params.epochs, initial_epoch=initial_epoch,
-                            callbacks=callbacks, class_weight=class_weights(train[1], n_classes, params.class_weight),
+                            callbacks=callbacks, class_weight=class_weights(train.y, n_classes, params.class_weight),
                             shuffle=False, verbose=2)
         fit_seconds = time.perf_counter() - started
         steps_taken = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
@@ -111,7 +130,7 @@ def train_network(train: Arrays, val: Arrays, n_classes: int, params: TrainParam
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         model = _detached(model, params, steps)
     return TrainResult(model, rows, tags=describe_strategy(strategy), fit_seconds=fit_seconds,
-                       samples_seen=len(train[1]) * len(fitted), summary={
+                       samples_seen=len(train.y) * len(fitted), summary={
         "epochs_run": len(rows),
         "optimizer_steps": steps_taken,
         "best_epoch": best_epoch(rows, _monitor(params.callbacks)),

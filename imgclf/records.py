@@ -1,0 +1,91 @@
+"""The model record: what train writes beside the model (models/model.json) and every later reader needs.
+
+Train writes it (`ModelRecord.writer`); evaluate, report, predict and serving read it
+(`ModelRecord.read`). The JSON keys keep the order of the fields below; keys that records written
+by earlier versions of train lack read as None (or "").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from imgclf.artifacts import json_writer, read_json
+from imgclf.errors import PipelineError
+
+
+@dataclass(frozen=True)
+class ServingInfo:
+    """What scoring an image file with the model needs: the classes it names, the image it takes, its pixel scale.
+
+    The served photo model stores it as its own model.json artifact, in this key order.
+    """
+
+    class_names: tuple[str, ...]
+    input_shape: tuple[int, ...]  # (height, width, channels)
+    pixel_scale: float | None  # multiplies stored pixels to [0, 1]; None: a model of the old [0, 1] input
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"class_names": list(self.class_names), "input_shape": list(self.input_shape),
+                "pixel_scale": self.pixel_scale}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: Path | str = "model.json") -> ServingInfo:
+        _require(data, ("class_names", "input_shape"), source)
+        return cls(tuple(data["class_names"]), tuple(data["input_shape"]), data.get("pixel_scale"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelRecord:
+    """A trained model's record: its data, classes and input, its ONNX copy, its MLflow run and registration.
+
+    The fields are in model.json's key order; those without a default are required.
+    """
+
+    dataset: str
+    model: str  # train.model: mlp, cnn, transfer or logreg
+    class_names: tuple[str, ...]
+    input_shape: tuple[int, ...]  # (height, width, channels) of the stored images it takes
+    input_dtype: str | None = None  # of the stored images: uint8, or float32 for other pixel types
+    pixel_scale: float | None = None  # the model's first layer multiplies stored pixels by it
+    class_weights: dict[str, float] | None = None  # per class name, when train.class_weight is balanced
+    onnx_sha256: str | None = None  # of models/onnx/model.onnx; None: the model has no ONNX copy
+    mlflow_run_id: str  # the training run
+    mlflow_model_id: str | None = None  # the photo model logged in that run
+    registered_model: str | None = None  # mlflow.register_model
+    registered_version: int | None = None  # its version in the registry, when registered
+    data_hint: str = ""  # the commands that bring back the model's data
+
+    @property
+    def serving(self) -> ServingInfo:
+        return ServingInfo(self.class_names, self.input_shape, self.pixel_scale)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as model.json holds it: the tuples as lists."""
+        values = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+        return values | {"class_names": list(self.class_names), "input_shape": list(self.input_shape)}
+
+    def writer(self) -> Callable[[Path], None]:
+        """The record as a writer for write_together (train writes it with the model, together)."""
+        return json_writer(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: Path | str = "model.json") -> ModelRecord:
+        fields = dataclasses.fields(cls)
+        _require(data, tuple(f.name for f in fields if f.default is dataclasses.MISSING), source)
+        known = {f.name: data[f.name] for f in fields if f.name in data}
+        return cls(**known | {"class_names": tuple(data["class_names"]), "input_shape": tuple(data["input_shape"])})
+
+    @classmethod
+    def read(cls, path: Path | str) -> ModelRecord:
+        return cls.from_dict(read_json(path), path)
+
+
+def _require(data: dict[str, Any], keys: tuple[str, ...], source: Path | str) -> None:
+    missing = [key for key in keys if key not in data]
+    if missing:
+        raise PipelineError(f"{source} has no {', '.join(missing)}: it was not written by train; "
+                            "retrain the model with `dvc repro --force train`")
