@@ -1,26 +1,38 @@
 """Stage evaluate: test metrics, classification report and confusion matrix as DVC metrics and plots."""
 
 from imgclf import layout
-from imgclf.artifacts import array_writer, bytes_writer, json_writer, read_json, remove_staging, write_together
+from imgclf.artifacts import (
+    array_writer,
+    bytes_writer,
+    json_writer,
+    read_json,
+    read_part,
+    remove_staging,
+    write_together,
+)
 from imgclf.collector import importing
 from imgclf.evaluate.evaluation import score_test_split
 from imgclf.evaluate.overlap import in_background
+from imgclf.params import load_params
 from imgclf.records import ModelRecord
 from imgclf.runtime import run_stage
 
 
 def main() -> None:
     remove_staging(*layout.OUTPUTS["evaluate"])
+    params = load_params(layout.PARAMS)
     record = ModelRecord.read(layout.MODEL_INFO)
-    class_names = read_json(layout.meta_file(layout.SPLIT_DIR))["class_names"]
-    with in_background(score_test_split, record) as scoring:
+    meta = read_json(layout.meta_file(layout.SPLIT_DIR))
+    class_names = meta["class_names"]
+    test = read_part(layout.SPLIT_DIR, "test")  # memory-mapped: its rows are read where they are used
+    with in_background(score_test_split, record, test, meta) as scoring:
         # Imported only now, after the fork: MLflow's import and store, which take seconds, overlap the scoring.
         with importing():
             from imgclf.tracking.evaluation_run import evaluation_run, log_evaluation
 
         with evaluation_run(record.mlflow_run_id) as run:
             scored = scoring.result()
-            champion = run is not None and log_evaluation(run, record, scored, class_names)
+            champion = run is not None and log_evaluation(run, record, scored, class_names, test, params.data)
             # Outputs last and together, inside the run: when anything fails, the run is marked FAILED.
             write_together({
                 layout.EVAL_METRICS: json_writer(scored.summary),

@@ -8,7 +8,8 @@ from PIL import Image
 from imgclf.data.images import load_image
 from imgclf.errors import PipelineError
 from imgclf.records import ModelRecord, ServingInfo
-from imgclf.serve.predict import main, predict_files, top_classes
+from imgclf.serve.photos import predict_files, top_classes
+from imgclf.serve.predict import main
 from imgclf.train.model import normalization
 
 

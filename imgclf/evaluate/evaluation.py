@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from imgclf import layout
-from imgclf.artifacts import png_bytes, read_json, read_part
+from imgclf.artifacts import SplitPart, png_bytes
 from imgclf.evaluate.metrics import confident_mistakes, confusion, confusion_records, per_class_report, summary_metrics
 from imgclf.evaluate.scoring import load_scorer, predict_proba
 from imgclf.records import ModelRecord
@@ -31,13 +31,12 @@ class Scored:
     runtime: str  # what scored the model: "onnx" (its ONNX copy) or "keras"
 
 
-def score_test_split(record: ModelRecord) -> Scored:
-    """The trained model (models/) on the test split (data/split)."""
+def score_test_split(record: ModelRecord, test: SplitPart, meta: dict) -> Scored:
+    """The trained model (models/) on the test split (its part and meta.json in data/split)."""
     # matplotlib is imported here, in the scoring process, so its import stays off MLflow's path.
     from imgclf.plots import confusion_figure, image_grid_figure, prediction_captions
 
-    x_test, y_true = read_part(layout.SPLIT_DIR, "test")
-    meta = read_json(layout.meta_file(layout.SPLIT_DIR))
+    x_test, y_true = test
     class_names = meta["class_names"]
     score, runtime = load_scorer(layout.MODEL, record.onnx_sha256)
     probs = predict_proba(score, x_test)

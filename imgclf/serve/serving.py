@@ -1,8 +1,8 @@
 """The model a web shop serves: photos in (base64 file bytes), the top classes out, through MLflow's pyfunc.
 
-`mlflow models serve -m models:/<name>@champion` runs it. Each photo goes through predict's
-prepare_batch, the one conversion training, evaluate and `imgclf.serve.predict` use, so a backend sends
-the file as uploaded and never reimplements EXIF, alpha, mode, resize or scale.
+`mlflow models serve -m models:/<name>@champion` runs it. Each photo goes through prepare_batch
+(imgclf/serve/photos.py), the one conversion preprocess, evaluate and `imgclf.serve.predict` share, so a
+backend sends the file as uploaded and never reimplements EXIF, alpha, mode, resize or scale.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from PIL import Image
 from imgclf.artifacts import read_json, write_json
 from imgclf.errors import PipelineError
 from imgclf.records import ServingInfo
-from imgclf.serve.predict import prepare_batch, top_classes
+from imgclf.serve.photos import prepare_batch, top_classes
 
 TOP_K = 3  # classes per photo unless the request's params say otherwise
 

@@ -12,9 +12,9 @@ import logging
 import mlflow
 
 from imgclf import layout
-from imgclf.artifacts import file_md5, read_part
+from imgclf.artifacts import SplitPart, file_md5
 from imgclf.evaluate.evaluation import Scored
-from imgclf.params import load_params
+from imgclf.params import DataParams
 from imgclf.records import ModelRecord
 from imgclf.tracking import lineage, store
 from imgclf.tracking.registry import promote_champion
@@ -52,15 +52,15 @@ def evaluation_run(run_id: str):
                  run_id, trained.info.run_name, len(earlier), run.info.run_id)
 
 
-def log_evaluation(run, record: ModelRecord, scored: Scored, class_names: list[str]) -> bool:
-    """Test metrics, report, confusion matrix and figures on the evaluation's run; the test set as a
-    dataset input of it and of the model's run; the model's run page; the champion alias.
+def log_evaluation(run, record: ModelRecord, scored: Scored, class_names: list[str], test: SplitPart,
+                   data: DataParams) -> bool:
+    """Test metrics, report, confusion matrix and figures on the evaluation's run; the test set (`test`,
+    from `data`) as a dataset input of it and of the model's run; the model's run page; the champion alias.
 
     True when the model's registered version became the champion.
     """
     summary = scored.summary
-    lineage.log_part("test", read_part(layout.SPLIT_DIR, "test"), lineage.data_source(load_params(layout.PARAMS).data),
-                     [record.mlflow_run_id, run.info.run_id],
+    lineage.log_part("test", test, lineage.data_source(data), [record.mlflow_run_id, run.info.run_id],
                      md5={name: run.data.tags[f"test.{name}.md5"] for name in ("x", "y")})  # hashed by evaluation_run
     mlflow.log_metrics({f"test_{k}": v for k, v in summary.items()}, model_id=record.mlflow_model_id)
     mlflow.set_tag("scoring", scored.runtime)
