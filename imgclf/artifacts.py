@@ -16,10 +16,11 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from imgclf import large_writes
 from imgclf.layout import part_files
 
 
@@ -136,25 +137,9 @@ def folder_writer(files: dict[str, bytes]) -> Callable[[Path], None]:
 def array_writer(array: np.ndarray) -> Callable[[Path], None]:
     """One array as .npy (memory-mappable by readers), into a staging file of write_together."""
     def write(path: Path) -> None:
-        with open_staged(path) as f:
+        with large_writes.open_staged(path) as f:
             np.save(f, array, allow_pickle=False)
     return write
-
-
-def open_staged(path: Path) -> BinaryIO:
-    """An empty staging file (made by mkstemp, beside its output) opened for writing, not truncated.
-
-    ext4 writes out on close a file that was truncated and rewritten (auto_da_alloc, for programs
-    that replace a file without fsync); "wb" truncates even an empty file, and that write-out cost
-    the preprocess stage 0.08-0.18 s on 322 MiB, on its own thread. Without it the kernel writes
-    the file in the background, as any other. A plain buffered writer, so np.save writes an array
-    straight from its memory.
-    """
-    fd = os.open(path, os.O_WRONLY | getattr(os, "O_BINARY", 0))
-    if os.fstat(fd).st_size:
-        os.close(fd)
-        raise ValueError(f"{path} is not an empty staging file: its old bytes would outlive what is written")
-    return os.fdopen(fd, "wb")
 
 
 def write_text(path: str | Path, text: str) -> None:
@@ -213,11 +198,6 @@ def rows_per_chunk(row_shape: tuple[int, ...], dtype=np.float32, budget: int = C
     return max(1, budget // max(1, int(np.prod(row_shape, dtype=np.int64)) * np.dtype(dtype).itemsize))
 
 
-# Rows go to the file in writes of about this size: on Linux 6.18's ext4, the preprocess stage's
-# 2 MiB batches written whole spent 1.0-1.4 s in the kernel, row by row (66 KiB) 0.4-0.6 s.
-_WRITE_BYTES = 64 * 1024
-
-
 class RowWriter:
     """Append rows to a .npy file: nothing is held in memory, and each byte is written once.
 
@@ -229,9 +209,9 @@ class RowWriter:
     def __init__(self, path: str | Path, row_shape: tuple[int, ...], dtype=np.float32) -> None:
         self.path, self.count = Path(path), 0
         self.row_shape, self.dtype = tuple(row_shape), np.dtype(dtype)
-        self._rows_per_write = rows_per_chunk(self.row_shape, self.dtype, _WRITE_BYTES)
+        self._rows_per_write = rows_per_chunk(self.row_shape, self.dtype, large_writes.piece_bytes())
         self._atomic = atomic_path(self.path, suffix=".npy")
-        self._out = open_staged(self._atomic.__enter__())  # closed in close/__exit__
+        self._out = large_writes.open_staged(self._atomic.__enter__())  # closed in close/__exit__
         self._header_size = len(self._header(2**63 - 1))
         self._out.write(b"\0" * self._header_size)
 

@@ -7,7 +7,6 @@ from imgclf.artifacts import (
     RowWriter,
     atomic_dir,
     folder_writer,
-    open_staged,
     read_json,
     read_part,
     rows_per_chunk,
@@ -62,13 +61,6 @@ def test_row_writer_writes_a_batch_in_pieces_in_order(tmp_path, row_shape):
         writer.extend(rows[7:7])  # an empty batch (every photo in it bad) writes nothing
         writer.extend(rows[7:])
     np.testing.assert_array_equal(np.load(tmp_path / "x.npy"), rows)
-
-
-def test_a_staging_file_that_is_not_empty_is_refused_not_overwritten_in_part(tmp_path):
-    (tmp_path / "old.npy").write_bytes(b"old bytes that a shorter array would leave at the end")
-    with pytest.raises(ValueError, match="not an empty staging file"):
-        open_staged(tmp_path / "old.npy")
-    assert (tmp_path / "old.npy").read_bytes().startswith(b"old bytes")
 
 
 def test_row_writer_failure_publishes_nothing(tmp_path):
