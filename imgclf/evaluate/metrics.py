@@ -1,8 +1,9 @@
 """Test-set metrics from predicted probabilities, as plain dicts.
 
-Computed from the confusion matrix in numpy, to the values of sklearn's precision_recall_fscore_support
-and classification_report with zero_division=0 (tests/test_metrics.py holds them to sklearn's):
-importing sklearn.metrics takes 1.5-2 s on a 2-core machine, most of evaluate's scoring time.
+Computed from the confusion matrix in numpy, to the values of scikit-learn's precision_recall_fscore_support
+and classification_report with zero_division=0: importing sklearn.metrics would cost more than all of
+evaluate's scoring (a speed trick, kept: docs/performance.md). Written against scikit-learn 1.9's
+definitions; tests/test_metrics.py holds every figure to sklearn's, so a change of theirs fails there.
 """
 
 from __future__ import annotations
