@@ -11,6 +11,7 @@ import shutil
 import socket
 import struct
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -58,6 +59,24 @@ def write_tiny_split() -> None:
     for name in ("train", "val", "test"):
         write_part(layout.SPLIT_DIR, name, np.zeros((4, 2, 2, 1), np.uint8), np.array([0, 1, 0, 1]))
     write_json(layout.meta_file(layout.SPLIT_DIR), {"class_names": ["a", "b"], "pixel_scale": 1 / 255})
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_uris_restored() -> Iterator[None]:
+    """Every test starts on MLflow's defaults: `mlflow.set_tracking_uri` keeps the URI in a module global and
+    in MLFLOW_TRACKING_URI (which subprocesses inherit), so a test that points MLflow at its own store would
+    otherwise send the next test's runs there, or to a store that no longer exists."""
+    before = {key: value for key, value in os.environ.items() if key.startswith("MLFLOW_")}
+    yield
+    mlflow = sys.modules.get("mlflow")  # a test that never imported MLflow cannot have set it
+    if mlflow is not None:
+        if mlflow.active_run() is not None:
+            mlflow.end_run()
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
+    for key in [key for key in os.environ if key.startswith("MLFLOW_")]:
+        del os.environ[key]
+    os.environ.update(before)
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
