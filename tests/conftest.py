@@ -100,6 +100,15 @@ def http_server(tmp_path):
         server.server_close()
 
 
+@pytest.fixture(scope="session")
+def data_template(tmp_path_factory) -> Path:
+    """The project with its data stages run and committed, built once per session (per xdist worker);
+    tests copy it with tests.dvc_project.copy_project and never change it."""
+    from tests.dvc_project import make_data_template
+
+    return make_data_template(tmp_path_factory.mktemp("data-template"))
+
+
 def free_ports(n: int = 1) -> list[int]:
     """n distinct ports on 127.0.0.1 that nothing listens on: closed, or free for a process to bind."""
     with contextlib.ExitStack() as stack:
