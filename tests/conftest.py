@@ -11,6 +11,7 @@ import shutil
 import socket
 import struct
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -26,6 +27,27 @@ PROJECT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
 SHARED_MNIST = PROJECT.parent / "shared" / "data" / "mnist-t10k"
 SHARED_MNIST_FULL = PROJECT.parent / "shared" / "data" / "mnist"  # the four pinned .gz files, a data.mirror
+
+
+# The test files that take longest, slowest first (`--durations` on two cores). Two files run side by side
+# (`-n 2 --dist loadfile`) and xdist hands out whole files in collection order: the long ones go first, so
+# that the short ones fill in beside them and no worker is left with one long file at the end.
+SLOWEST_FILES = ("test_experiments.py", "test_pipeline.py", "test_photos.py", "test_team.py", "test_resume.py",
+                 "test_training.py", "test_serving.py", "test_tracking.py", "test_multi_worker.py",
+                 "test_mnist_real.py")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # xdist would reorder files by their number of tests; keep the order pytest_collection_modifyitems sets
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slowest files first; the other files keep their (pytest-randomly's shuffled) order, after them."""
+    rank = {name: i for i, name in enumerate(SLOWEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file's own order is kept
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -60,6 +82,24 @@ def write_tiny_split() -> None:
     write_json(layout.meta_file(layout.SPLIT_DIR), {"class_names": ["a", "b"], "pixel_scale": 1 / 255})
 
 
+@pytest.fixture(autouse=True)
+def _mlflow_uris_restored() -> Iterator[None]:
+    """Every test starts on MLflow's defaults: `mlflow.set_tracking_uri` keeps the URI in a module global and
+    in MLFLOW_TRACKING_URI (which subprocesses inherit), so a test that points MLflow at its own store would
+    otherwise send the next test's runs there, or to a store that no longer exists."""
+    before = {key: value for key, value in os.environ.items() if key.startswith("MLFLOW_")}
+    yield
+    mlflow = sys.modules.get("mlflow")  # a test that never imported MLflow cannot have set it
+    if mlflow is not None:
+        if mlflow.active_run() is not None:
+            mlflow.end_run()
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
+    for key in [key for key in os.environ if key.startswith("MLFLOW_")]:
+        del os.environ[key]
+    os.environ.update(before)
+
+
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args) -> None:
         pass
@@ -79,6 +119,15 @@ def http_server(tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture(scope="session")
+def data_template(tmp_path_factory) -> Path:
+    """The project with its data stages run and committed, built once per session (per xdist worker);
+    tests copy it with tests.dvc_project.copy_project and never change it."""
+    from tests.dvc_project import make_data_template
+
+    return make_data_template(tmp_path_factory.mktemp("data-template"))
 
 
 def free_ports(n: int = 1) -> list[int]:

@@ -36,6 +36,30 @@ def make_project(repo: Path, params: dict | None = None) -> Path:
     return repo
 
 
+def make_data_template(repo: Path) -> Path:
+    """make_project on the default params, then the data stages (download, preprocess, split) run and committed:
+    the state a team member's clone has once the data is in DVC. Tests take copies of it (copy_project)."""
+    make_project(repo)
+    dvc(repo, "repro", "split")
+    commit(repo, "data stages")
+    return repo
+
+
+def copy_project(template: Path, repo: Path, params: dict | None = None) -> Path:
+    """A copy of `template` (git history, DVC cache and outputs) in `repo`, its own from then on; set params
+    ({"train.epochs": 2}) and commit them. Set only params the data stages do not read: they stay up to date."""
+    def ignore(folder: str, names: list[str]) -> list[str]:
+        # DVC's locks and per-run state: recreated on use, never shared between two repositories
+        return ["tmp"] if Path(folder) == template / ".dvc" else []
+
+    shutil.copytree(template, repo, symlinks=True, ignore=ignore, dirs_exist_ok=True)
+    for key, value in (params or {}).items():
+        set_param(repo, key, value)
+    if params:
+        commit(repo, "params")
+    return repo
+
+
 def env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """This interpreter's environment first on PATH (dvc runs `python -m stages...`); no outside MLflow/DVC."""
     out = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}

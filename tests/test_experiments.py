@@ -10,14 +10,15 @@ import pytest
 
 from imgclf.params import load_params
 from tests.conftest import PROJECT
-from tests.dvc_project import dvc, evaluations, experiments, make_project, mlflow_runs, run, training_runs
+from tests.dvc_project import copy_project, dvc, evaluations, experiments, mlflow_runs, run, training_runs
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory):
-    return make_project(tmp_path_factory.mktemp("lessons"), {"train.epochs": 2, "train.hidden_units": [32]})
+def repo(tmp_path_factory, data_template):
+    params = {"train.epochs": 2, "train.hidden_units": [32]}
+    return copy_project(data_template, tmp_path_factory.mktemp("lessons"), params)
 
 
 def _run_experiment(repo, name: str, *sets: str) -> tuple[dict, object]:

@@ -13,7 +13,7 @@ import pytest
 
 from imgclf import layout
 from tests.conftest import free_ports
-from tests.dvc_project import commit, dvc, env, make_project, mlflow_runs, training_runs
+from tests.dvc_project import copy_project, dvc, env, mlflow_runs, training_runs
 
 pytestmark = pytest.mark.slow
 
@@ -28,12 +28,9 @@ def files(folder: Path) -> dict[str, int]:
             if p.is_file() and ".git" not in p.parts and "__pycache__" not in p.parts}
 
 
-def test_two_workers_train_one_model_and_only_the_chief_records_it(tmp_path):
+def test_two_workers_train_one_model_and_only_the_chief_records_it(tmp_path, data_template):
     # Two machines with the same project and data (from git and DVC): two folders here.
-    (tmp_path / "chief").mkdir()
-    chief_repo = make_project(tmp_path / "chief", {"train.epochs": 2})
-    dvc(chief_repo, "repro", "split")
-    commit(chief_repo, "data")
+    chief_repo = copy_project(data_template, tmp_path / "chief", {"train.epochs": 2})
     worker_repo = tmp_path / "worker"
     shutil.copytree(chief_repo, worker_repo)
     worker_files = files(worker_repo)

@@ -98,12 +98,12 @@ def test_touching_any_imported_module_makes_its_stages_stale(tmp_path):
     # the committed dvc.lock is current: before any edit, dvc status finds no code change
     assert not [m for m in modules if f'"{m}"' in untouched], untouched
     for module in modules:
-        path = repo / module
-        original = path.read_text()
-        path.write_text(original + "# touched\n")
-        status = json.loads(dvc(repo, "status", "--json").stdout)
-        path.write_text(original)
-        for name, stage in stages.items():
-            changed = [change.get("changed deps", {}) for change in status.get(name, []) if isinstance(change, dict)]
-            if module in import_closure(_script(stage)):
-                assert any(module in deps for deps in changed), f"{module} changed, yet dvc status: {status.get(name)}"
+        (repo / module).write_text((repo / module).read_text() + "# touched\n")
+    # every module touched at once: each stage lists as changed exactly the modules of its closure
+    status = json.loads(dvc(repo, "status", "--json").stdout)
+    for name, stage in stages.items():
+        changed = {dep for change in status.get(name, []) if isinstance(change, dict)
+                   for dep in change.get("changed deps", {}) if dep in modules}
+        expected = import_closure(_script(stage))
+        assert changed == expected, (f"stage {name}: stale in dvc status, not imported: {sorted(changed - expected)}; "
+                                     f"imported, not stale: {sorted(expected - changed)}")

@@ -10,7 +10,7 @@ import urllib.request
 import pytest
 
 from tests.conftest import local_server
-from tests.dvc_project import commit, dvc, evaluations, experiments, make_project, mlflow_runs, training_runs
+from tests.dvc_project import copy_project, dvc, evaluations, experiments, mlflow_runs, training_runs
 
 pytestmark = pytest.mark.slow
 
@@ -38,11 +38,9 @@ def mlflow_server(tmp_path):
 
 
 @pytest.fixture
-def fresh_clone(tmp_path):
+def fresh_clone(tmp_path, data_template):
     """A clone as a team member has it: the data stages committed, no MLflow store yet."""
-    repo = make_project(tmp_path, {"train.epochs": 3, "train.hidden_units": [32]})
-    dvc(repo, "repro", "split")
-    commit(repo, "data stages")
+    repo = copy_project(data_template, tmp_path, {"train.epochs": 3, "train.hidden_units": [32]})
     assert not (repo / "mlflow.db").exists()
     yield repo
     dvc(repo, "queue", "stop", "--kill", check=False)
@@ -98,7 +96,8 @@ def test_runs_go_to_the_server_named_by_mlflow_tracking_uri(fresh_clone, mlflow_
     assert found["info"]["status"] == scored["info"]["status"] == "FINISHED"
     assert {"key": "mlflow.parentRunId", "value": run_id} in scored["data"]["tags"]
     assert "val_loss" in {m["key"] for m in found["data"]["metrics"]}
-    assert 0 <= {m["key"]: m["value"] for m in scored["data"]["metrics"]}["test_accuracy"] <= 1
+    accuracy = experiments(repo)["shared"]["metrics"]["metrics/eval.json"]["data"]["accuracy"]
+    assert {m["key"]: m["value"] for m in scored["data"]["metrics"]}["test_accuracy"] == pytest.approx(accuracy)
     files = _get(f"{api}/artifacts/list?run_id={scored['info']['run_id']}&path=evaluation")["files"]
     assert {"evaluation/confusion_matrix.png", "evaluation/classification_report.json"} <= {f["path"] for f in files}
     model = _get(f"{api}/registered-models/get?name=digits-classifier")["registered_model"]
