@@ -83,6 +83,18 @@ def write_tiny_split() -> None:
 
 
 @pytest.fixture(autouse=True)
+def _project_logger_restored() -> Iterator[None]:
+    """A test that runs a stage in-process (run_stage) sets up the imgclf logger for a stage: its handler, and
+    no propagation to the root logger, where caplog listens. Each test starts with the logger as it was."""
+    import logging
+
+    project_log = logging.getLogger("imgclf")
+    before = (list(project_log.handlers), project_log.level, project_log.propagate)
+    yield
+    project_log.handlers[:], project_log.level, project_log.propagate = before
+
+
+@pytest.fixture(autouse=True)
 def _mlflow_uris_restored() -> Iterator[None]:
     """Every test starts on MLflow's defaults: `mlflow.set_tracking_uri` keeps the URI in a module global and
     in MLFLOW_TRACKING_URI (which subprocesses inherit), so a test that points MLflow at its own store would

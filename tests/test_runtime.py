@@ -178,12 +178,7 @@ def test_log_lines_go_to_the_stderr_of_the_moment(capsys):
 
     from imgclf.runtime import setup_logging
 
-    project_log = logging.getLogger("imgclf")
-    before = (list(project_log.handlers), project_log.level, project_log.propagate)
-    try:
-        setup_logging()
-        capsys.readouterr()  # capsys replaced sys.stderr after the handler may have been made
-        logging.getLogger("imgclf.test").warning("the photo folder is empty")
-        assert capsys.readouterr().err == "warning: the photo folder is empty\n"
-    finally:
-        project_log.handlers[:], project_log.level, project_log.propagate = before
+    setup_logging()  # conftest puts the logger back as it was after the test
+    capsys.readouterr()  # capsys replaced sys.stderr after the handler may have been made
+    logging.getLogger("imgclf.test").warning("the photo folder is empty")
+    assert capsys.readouterr().err == "warning: the photo folder is empty\n"
