@@ -107,23 +107,18 @@ def _probe_stage(tmp_path) -> Path:
     return tmp_path
 
 
-def test_a_stage_imports_without_the_cyclic_collector_and_runs_main_with_it(tmp_path):
-    project = _probe_stage(tmp_path)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    ran = subprocess.run([sys.executable, "-m", "stages.probe"], cwd=project, env=env, capture_output=True,
-                         text=True, timeout=120)
-    assert ran.returncode == 0, ran.stderr
+@pytest.mark.parametrize(("switch", "expected"), [
     # Off while the stage's modules load; back on, with what they made frozen out of its walks, for main().
-    assert (project / "probe.txt").read_text() == "imports=False main=True frozen=True"
-
-
-def test_with_the_switch_off_a_stage_keeps_the_collector_and_freezes_nothing(tmp_path):
+    ("1", "imports=False main=True frozen=True"),
+    ("0", "imports=True main=True frozen=False"),  # IMGCLF_GC_TUNING=0: the collector left alone
+])
+def test_a_stage_imports_without_the_cyclic_collector_unless_switched_off(tmp_path, switch, expected):
     project = _probe_stage(tmp_path)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "IMGCLF_GC_TUNING": "0"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "IMGCLF_GC_TUNING": switch}
     ran = subprocess.run([sys.executable, "-m", "stages.probe"], cwd=project, env=env, capture_output=True,
                          text=True, timeout=120)
     assert ran.returncode == 0, ran.stderr
-    assert (project / "probe.txt").read_text() == "imports=True main=True frozen=False"
+    assert (project / "probe.txt").read_text() == expected
 
 
 def test_importing_a_stage_module_keeps_the_collector(tmp_path):
