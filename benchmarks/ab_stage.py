@@ -98,7 +98,8 @@ def main() -> None:
         run_stage(b, args.stage, sides["B"][1])
         for i in range(args.runs):
             for side in ("AB" if i % 2 == 0 else "BA"):
-                times[side].append(run_stage(*sides[side][:1], args.stage, sides[side][1]))
+                project, env = sides[side]
+                times[side].append(run_stage(project, args.stage, env))
             print(f"run {i + 1}: A {times['A'][-1]:.2f} s, B {times['B'][-1]:.2f} s", flush=True)
     label = " ".join([*args.b_env, *([f"code of {args.b_rev}"] if args.b_rev else [])])
     print(f"\nstage {args.stage} on {args.data}, {args.runs} alternations; B: {label}")

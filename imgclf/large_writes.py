@@ -7,9 +7,8 @@
 - Rows go to the file in pieces of about 64 KiB: large single writes of a batch spend more time
   in the kernel's page-cache bookkeeping than the same bytes written in pieces of this size.
 
-Both were measured on Linux with ext4 (benchmarks/ab_stage.py preprocess, docs/performance.md);
-other filesystems lose nothing by them. IMGCLF_LARGE_WRITES=0 turns both off (plain "wb", whole
-batches), to measure what they buy. The bytes written are the same either way.
+Both concern Linux's ext4; other filesystems lose nothing by them. IMGCLF_LARGE_WRITES=0 turns both
+off (plain "wb", whole batches), to measure what they buy. The bytes written are the same either way.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """The model record: what train writes beside the model (models/model.json) and every later reader needs.
 
 Train writes it (`ModelRecord.writer`); evaluate, report, predict and serving read it
-(`ModelRecord.read`). The JSON keys keep the order of the fields below; keys that records written
-by earlier versions of train lack read as None (or "").
+(`ModelRecord.read`). The JSON keys keep the order of the fields below. The model's identity
+(dataset, model, class names, input shape, its MLflow run) is required; any other key a file
+lacks reads as None (or ""), so a record with fewer fields still reads.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class ServingInfo:
 
     class_names: tuple[str, ...]
     input_shape: tuple[int, ...]  # (height, width, channels)
-    pixel_scale: float | None  # multiplies stored pixels to [0, 1]; None: a model of the old [0, 1] input
+    pixel_scale: float | None  # multiplies stored pixels to [0, 1]; None: a model that takes pixels in [0, 1]
 
     def to_dict(self) -> dict[str, Any]:
         return {"class_names": list(self.class_names), "input_shape": list(self.input_shape),

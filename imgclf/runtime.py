@@ -25,20 +25,19 @@ class _LineFormatter(logging.Formatter):
         return f"{_LABELS.get(record.levelno, record.levelname.lower())}: {record.getMessage()}"
 
 
-class _StderrHandler(logging.StreamHandler):
+class _StderrHandler(logging.Handler):
     """Writes to whatever sys.stderr is when a line is logged (a test or a notebook may replace it)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.setFormatter(_LineFormatter())
 
-    @property
-    def stream(self):
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value) -> None:  # StreamHandler.__init__ sets it; sys.stderr is always used
-        pass
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+            sys.stderr.flush()
+        except Exception:
+            self.handleError(record)
 
 
 def setup_logging(level: int = logging.INFO) -> None:

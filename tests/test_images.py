@@ -286,3 +286,14 @@ def test_a_file_and_its_bytes_agree_on_a_jpeg_with_odd_app_segments(tmp_path, ma
             load_image(tmp_path / "photo.jpg", (150, 150), 3)
         with pytest.raises(BadImageError):
             load_image(from_bytes(), (150, 150), 3)
+
+
+def test_the_jpeg_fast_path_switched_off_gives_the_same_pixels(tmp_path, monkeypatch):
+    """IMGCLF_JPEG_FAST_PATH=0 leaves the plain JPEG to Pillow's header parser: only the speed changes."""
+    _smooth_photo(3).save(tmp_path / "photo.jpg", quality=90)
+    fast = load_image(tmp_path / "photo.jpg", (150, 150), 3)
+    monkeypatch.setenv("IMGCLF_JPEG_FAST_PATH", "0")
+    calls = []
+    monkeypatch.setattr(jpeg, "_plain_jpeg_frame", lambda head: calls.append(head) or None)
+    np.testing.assert_array_equal(load_image(tmp_path / "photo.jpg", (150, 150), 3), fast)
+    assert calls == []  # the marker parser was not asked

@@ -65,8 +65,10 @@ def _sklearn_figures(y_true, probs, class_names):
     return [round(float(v), 6) for v in macro[:3]], per_class, confusion_matrix(y_true, y_pred, labels=labels)
 
 
+@pytest.mark.parametrize("switch", ["1", "0"])  # IMGCLF_NUMPY_METRICS=0: sklearn's own, the same figures
 @pytest.mark.parametrize("seed", range(6))
-def test_metrics_equal_sklearns_with_classes_never_predicted_or_never_present(seed):
+def test_metrics_equal_sklearns_with_classes_never_predicted_or_never_present(seed, switch, monkeypatch):
+    monkeypatch.setenv("IMGCLF_NUMPY_METRICS", switch)
     rng = np.random.default_rng(seed)
     n_classes, n = int(rng.integers(2, 12)), int(rng.integers(1, 300))
     names = [f"c{i}" for i in range(n_classes)]

@@ -106,7 +106,7 @@ def _plain_app_segment(marker: int, payload: bytes, length: int) -> bool:
 def decode_reduced(image: Image.Image, side: int, channels: int) -> Image.Image | None:
     """An RGB or gray JPEG decoded by libjpeg-turbo at the smallest M/8 scale with both sides at
     least `side` (square: the EXIF rotation may swap them), then turned upright; None for any
-    other file, or one the decoder flags, which Pillow then decodes (and judges) as before."""
+    other file, or one the decoder flags, which Pillow then decodes (and judges)."""
     if image.format not in ("JPEG", "MPO") or image.mode not in ("RGB", "L"):  # MPO: a phone's JPEG + extras
         return None
     image.fp.seek(0)  # where Image.open read the file from, and where Pillow's own decode seeks again

@@ -2,11 +2,14 @@
 
 Computed from the confusion matrix in numpy, to the values of scikit-learn's precision_recall_fscore_support
 and classification_report with zero_division=0: importing sklearn.metrics would cost more than all of
-evaluate's scoring (a speed trick, kept: docs/performance.md). Written against scikit-learn 1.9's
-definitions; tests/test_metrics.py holds every figure to sklearn's, so a change of theirs fails there.
+evaluate's scoring. Written against scikit-learn 1.9's definitions; tests/test_metrics.py holds every
+figure to sklearn's, so a change of theirs fails there. IMGCLF_NUMPY_METRICS=0 computes them with
+sklearn.metrics instead, to measure what this buys (benchmarks/ab_stage.py).
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 
@@ -23,7 +26,7 @@ def cross_entropy(y_true: np.ndarray, probs: np.ndarray) -> float:
 def summary_metrics(y_true: np.ndarray, probs: np.ndarray) -> dict[str, float]:
     """Accuracy, loss and macro precision/recall/F1 for metrics/eval.json."""
     y_pred = probs.argmax(axis=1)
-    precision, recall, f1, _ = _per_class(confusion(y_true, y_pred, probs.shape[1]))
+    precision, recall, f1, _ = _scores(y_true, y_pred, probs.shape[1])
     return {
         "accuracy": round(float(np.mean(y_pred == y_true)), 6),
         "loss": round(cross_entropy(y_true, probs), 6),
@@ -35,7 +38,7 @@ def summary_metrics(y_true: np.ndarray, probs: np.ndarray) -> dict[str, float]:
 
 def per_class_report(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> dict[str, dict]:
     """Per-class precision, recall, F1 and support: the values of sklearn's classification report."""
-    columns = _per_class(confusion(y_true, y_pred, len(class_names)))
+    columns = _scores(y_true, y_pred, len(class_names))
     return {
         name: {"precision": round(float(precision), 6), "recall": round(float(recall), 6),
                "f1": round(float(f1), 6), "support": int(support)}
@@ -50,6 +53,15 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndar
         if labels.size and not 0 <= labels.min() <= labels.max() < n_classes:
             raise ValueError(f"labels outside 0..{n_classes - 1} in the confusion matrix of {n_classes} classes")
     return np.bincount(y_true * n_classes + y_pred, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+
+
+def _scores(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> tuple[np.ndarray, ...]:
+    """Precision, recall, F1 and support of each class: from the confusion matrix, or (switch off) sklearn's."""
+    if os.environ.get("IMGCLF_NUMPY_METRICS", "1") != "0":
+        return _per_class(confusion(y_true, y_pred, n_classes))
+    from sklearn.metrics import precision_recall_fscore_support
+
+    return precision_recall_fscore_support(y_true, y_pred, labels=list(range(n_classes)), zero_division=0)
 
 
 def _per_class(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

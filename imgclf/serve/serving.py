@@ -1,8 +1,9 @@
 """The model a web shop serves: photos in (base64 file bytes), the top classes out, through MLflow's pyfunc.
 
 `mlflow models serve -m models:/<name>@champion` runs it. Each photo goes through prepare_batch
-(imgclf/serve/photos.py), the one conversion preprocess, evaluate and `imgclf.serve.predict` share, so a
-backend sends the file as uploaded and never reimplements EXIF, alpha, mode, resize or scale.
+(imgclf/serve/photos.py), as in `imgclf.serve.predict`, and so through the decoding preprocess gave the
+training photos (imgclf/data/images.py): a backend sends the file as uploaded and never reimplements
+EXIF, alpha, mode, resize or scale.
 """
 
 from __future__ import annotations

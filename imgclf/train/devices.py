@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 # A dense network doing at most this many multiply-adds per batch (forward) fits faster with one
 # thread per op: splitting ops this small across threads costs more than it saves, and leaves
 # every step waiting on the slower thread. The bound sits between the lessons' MLP (784-128-10)
-# at batch 128, which gains, and at batch 512, which does not (docs/performance.md).
+# at batch 128, which gains, and at batch 512, which does not (benchmarks/RESULTS.md).
 SMALL_BATCH_WORK = 32_000_000
 
 
