@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import PROJECT
-from tests.test_stage_deps import _imports, _module_file
+from tests.project_imports import imports_of, module_file
 
 PACKAGE = PROJECT / "imgclf"
 PIPELINE_DOC = PROJECT / "docs" / "pipeline.md"
@@ -36,7 +36,7 @@ def _edges(modules: list[Path]) -> dict[str, dict[str, set[str]]]:
     """part -> {part it imports: {"module -> module", ...}}, across parts only."""
     edges: dict[str, dict[str, set[str]]] = {}
     for module in modules:
-        for imported in _imports(module):
+        for imported in imports_of(module):
             source, target = _part(module), _part(imported)
             if target is not None and target != source:
                 pair = f"{module.relative_to(PROJECT)} -> {imported.relative_to(PROJECT)}"
@@ -82,15 +82,15 @@ def _private_reaches(module: Path, text: str | None = None) -> list[str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             for alias in node.names:
-                submodule = _module_file(f"{node.module}.{alias.name}")  # the name is itself a module
+                submodule = module_file(f"{node.module}.{alias.name}")  # the name is itself a module
                 if foreign(submodule):
                     bound[alias.asname or alias.name] = node.module + "." + alias.name
-                if foreign(submodule or _module_file(node.module)) and (
+                if foreign(submodule or module_file(node.module)) and (
                         _is_private(alias.name) or any(map(_is_private, node.module.split(".")))):
                     found.append(f"from {node.module} import {alias.name} (line {node.lineno})")
         elif isinstance(node, ast.Import):
             for alias in node.names:
-                if foreign(_module_file(alias.name)) and any(map(_is_private, alias.name.split("."))):
+                if foreign(module_file(alias.name)) and any(map(_is_private, alias.name.split("."))):
                     found.append(f"import {alias.name} (line {node.lineno})")
                 if alias.asname:
                     bound[alias.asname] = alias.name
@@ -99,7 +99,7 @@ def _private_reaches(module: Path, text: str | None = None) -> list[str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and _is_private(node.attr) and (dotted := _dotted(node.value)):
             head, *rest = dotted.split(".")
-            if head in bound and foreign(_module_file(".".join([bound[head], *rest]))):
+            if head in bound and foreign(module_file(".".join([bound[head], *rest]))):
                 found.append(f"{dotted}.{node.attr} (line {node.lineno})")
     return found
 
@@ -178,12 +178,12 @@ def test_the_docs_arrows_are_the_imports_between_parts():
         assert not wrong, f"docs/pipeline.md: `{part} -> ...` should name {sorted(actual)}; imports: {examples}"
 
 
-def test_the_docs_table_names_the_parts_each_stage_imports():
+def test_the_docs_table_names_the_parts_each_stageimports_of():
     _, _, documented = _doc_map()
     scripts = sorted(p for p in (PROJECT / "stages").glob("*.py") if p.name != "__init__.py")
     assert set(documented) == {script.stem for script in scripts}
     for script in scripts:
-        actual = {_part(module) for module in _imports(script)} - {None}
+        actual = {_part(module) for module in imports_of(script)} - {None}
         assert documented[script.stem] == actual, f"docs/pipeline.md: stage {script.stem} imports {sorted(actual)}"
 
 

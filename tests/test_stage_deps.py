@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import json
 import re
 import shutil
@@ -13,53 +12,7 @@ import yaml
 
 from tests.conftest import PROJECT
 from tests.dvc_project import PROJECT_FILES, dvc, make_project
-
-PACKAGES = ("imgclf", "stages")
-
-
-def _module_file(dotted: str) -> Path | None:
-    """The project file behind a dotted module name (imgclf.train.training -> imgclf/train/training.py), or None."""
-    path = PROJECT.joinpath(*dotted.split("."))
-    if path.with_suffix(".py").is_file():
-        return path.with_suffix(".py")
-    if (path / "__init__.py").is_file():
-        return path / "__init__.py"
-    return None
-
-
-def _imports(path: Path) -> set[Path]:
-    """Project files a module imports anywhere in it (also inside functions), with the packages' __init__."""
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            found |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            # `from imgclf import layout` names a module; `from imgclf.x import f` names an attribute of one.
-            found.add(node.module)
-            found |= {f"{node.module}.{alias.name}" for alias in node.names}
-    files = set()
-    for name in found:
-        if name.split(".")[0] not in PACKAGES:
-            continue
-        parts = name.split(".")
-        for i in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__.py and a/b/__init__.py too
-            if (file := _module_file(".".join(parts[:i]))) is not None:
-                files.add(file)
-    return files
-
-
-def import_closure(script: Path) -> set[str]:
-    """Every project file that running `script` imports, as paths relative to the project: its
-    packages' __init__ first (`python -m stages.train` runs stages/__init__.py), then its imports."""
-    packages = [folder / "__init__.py" for folder in script.parents if PROJECT in folder.parents]
-    seen, todo = set(), [script, *(init for init in packages if init.is_file())]
-    while todo:
-        path = todo.pop()
-        if path in seen:
-            continue
-        seen.add(path)
-        todo += _imports(path) - seen
-    return {p.relative_to(PROJECT).as_posix() for p in seen}
+from tests.project_imports import import_closure, module_file
 
 
 def _stages() -> dict[str, dict]:
@@ -68,7 +21,7 @@ def _stages() -> dict[str, dict]:
 
 def _script(stage: dict) -> Path:
     (module,) = re.findall(r"python -m ([\w.]+)", stage["cmd"])
-    return _module_file(module)
+    return module_file(module)
 
 
 def test_each_stage_declares_exactly_the_code_it_imports():
