@@ -176,3 +176,17 @@ def test_a_restored_model_scored_on_a_changed_test_set_keeps_both_evaluations(re
     assert v1.data.metrics["test_loss"] == pytest.approx(first["loss"])
     assert v2.data.metrics["test_loss"] == pytest.approx(second["loss"])
     assert first["loss"] != second["loss"]  # two test sets, two records, neither overwritten
+
+
+def test_a_model_without_a_mistake_gets_a_report_that_says_so(repo, tmp_path):
+    """Two classes a linear model tells apart without fail: the test split has no mistake to show."""
+    rng = np.random.default_rng(0)
+    for name, color in (("red", (220, 20, 20)), ("blue", (20, 20, 220))):
+        (tmp_path / "easy" / name).mkdir(parents=True)
+        for i in range(20):
+            pixels = np.clip(np.array(color) + rng.integers(-15, 16, (24, 24, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "easy" / name / f"{i:02d}.png")
+    dvc(repo, "exp", "run", "-n", "perfect", "-S", f"data.path={tmp_path / 'easy'}", "-S", "train.model=logreg")
+    assert json.loads((repo / "metrics/eval.json").read_text())["accuracy"] == 1.0
+    assert "No test image was misclassified." in (repo / "reports/report.md").read_text()
+    assert "No test image was misclassified." in (repo / "reports/report.html").read_text()
