@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -27,6 +29,10 @@ class ParamsError(PipelineError):
 
 
 _WRONG_TYPE = object()
+
+
+class _NotFinite(ParamsError):
+    """inf or nan where a number is wanted: named as such, whatever else the field allows."""
 
 
 def _check(predicate, allowed: str) -> dict:
@@ -236,8 +242,10 @@ def _build(cls: type, raw: Any, prefix: str):
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - set(fields))
     if unknown:
+        close = difflib.get_close_matches(str(unknown[0]), list(fields), n=1, cutoff=0.75)
+        hint = f"did you mean {prefix}{close[0]}? " if close else ""
         raise ParamsError(
-            f"unknown key {prefix}{unknown[0]} in params.yaml; known keys here: {', '.join(fields)}"
+            f"unknown key {prefix}{unknown[0]} in params.yaml; {hint}known keys here: {', '.join(fields)}"
         )
     hints = typing.get_type_hints(cls)
     values = {}
@@ -246,6 +254,8 @@ def _build(cls: type, raw: Any, prefix: str):
         check, allowed = fields[name].metadata.get("check"), fields[name].metadata.get("allowed")
         try:
             values[name] = _convert(hints[name], value, key)
+        except _NotFinite:
+            raise
         except ParamsError:
             if allowed is None:
                 raise
@@ -290,9 +300,11 @@ def _convert_scalar(hint: type, value: Any, key: str):
     if hint is float and isinstance(value, str):
         # PyYAML reads 1e-3 (no dot) as a string; accept it as the number it means.
         try:
-            return float(value)
+            value, ok = float(value), True
         except ValueError:
             pass
+    if hint is float and ok and not math.isfinite(value):  # .inf and .nan are YAML floats, and no param's value
+        raise _NotFinite(f"{key} = {value!r} is invalid; allowed: a finite number")
     if not ok:
         kinds = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
         raise ParamsError(f"{key} = {value!r} is invalid; allowed: {kinds[hint]}")

@@ -128,3 +128,19 @@ def test_docs_document_every_param_and_only_those_with_their_defaults():
     assert sorted(documented) == sorted(defaults)
     for key, written in documented.items():
         assert yaml.safe_load(written.strip("`")) == defaults[key], f"{key}: docs say {written}"
+
+
+def test_a_misspelt_key_is_named_with_the_key_it_was_meant_to_be():
+    misspelt = r"unknown key train\.optimzer in params\.yaml; did you mean train\.optimizer\?"
+    with pytest.raises(ParamsError, match=misspelt):
+        parse_params({"train": {"optimzer": "adam"}})
+    with pytest.raises(ParamsError) as far:
+        parse_params({"train": {"zzz": 1}})
+    assert "did you mean" not in str(far.value)  # nothing close: no guess
+
+
+# YAML's .inf and .nan are floats; `inf` and `nan` unquoted are strings to PyYAML, read as numbers like 1e-3
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan"), "inf", "nan"])
+def test_a_number_that_is_not_finite_is_refused(value):
+    with pytest.raises(ParamsError, match=r"train\.learning_rate = .* is invalid; allowed: a finite number"):
+        parse_params({"train": {"learning_rate": value}})
