@@ -65,8 +65,8 @@ def augmentation_figure(grid: np.ndarray) -> Figure:
 
 
 def learning_curves_figure(rows: list[dict]) -> Figure:
-    """Loss and accuracy per epoch, training against validation; the learning rate when logged."""
-    with_lr = "learning_rate" in rows[0]
+    """Loss and accuracy per epoch, training against validation; the learning rate when it changed."""
+    with_lr = "learning_rate" in rows[0] and len({row["learning_rate"] for row in rows}) > 1
     fig = Figure(figsize=(15 if with_lr else 10, 3.8))
     axes = fig.subplots(1, 3 if with_lr else 2)
     epochs = [row["epoch"] for row in rows]

@@ -8,7 +8,7 @@ from imgclf.evaluate.metrics import confident_mistakes
 from imgclf.params import flatten, load_params
 from imgclf.plots import image_grid_figure, learning_curves_figure, prediction_captions
 from imgclf.records import ModelRecord
-from imgclf.report.render import build_context, render_html, render_markdown
+from imgclf.report.render import build_context, relevant_params, render_html, render_markdown
 from imgclf.runtime import run_stage
 from imgclf.train.history import read_history
 
@@ -18,7 +18,7 @@ MISTAKE_ROWS = 10
 
 def main() -> None:
     remove_staging(*layout.OUTPUTS["report"])
-    params = flatten(load_params(layout.PARAMS))
+    params = relevant_params(flatten(load_params(layout.PARAMS)))
     x_test, y = read_part(layout.SPLIT_DIR, "test")
     meta = read_json(layout.meta_file(layout.SPLIT_DIR))
     class_names = meta["class_names"]

@@ -37,7 +37,7 @@ from imgclf.runtime import run_stage
 from imgclf.serve.serving import log_photo_model
 from imgclf.tracking import lineage, store
 from imgclf.tracking.run_page import DESCRIPTION_TAG, description, run_name
-from imgclf.train.augmentation import augmentation_preview
+from imgclf.train.augmentation import augmentation_preview, preview_rows
 from imgclf.train.callbacks import EpochMetricsLogger
 from imgclf.train.cluster import Cluster
 from imgclf.train.devices import describe_device, op_threads, set_op_threads
@@ -186,7 +186,7 @@ def _log_models(params: Params, network: keras.Model, record: ModelRecord, x: np
 
 def _augmentation_preview(params: Params, inputs: _Inputs):
     """A few training images and their augmented versions, as the figure plots/augmentation.png."""
-    images = np.asarray(inputs.train.x[:PREVIEW_IMAGES])
+    images = np.asarray(inputs.train.x[preview_rows(inputs.train.y, PREVIEW_IMAGES)])
     return augmentation_figure(augmentation_preview(images, params.train.augmentation, params.seed,
                                                     inputs.data.pixel_scale))
 

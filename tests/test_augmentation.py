@@ -43,3 +43,11 @@ def test_contrast_works_on_the_stored_pixel_range():
     augment = build_augmentation(AugmentationParams(contrast=0.3), seed=1, max_value=255)
     out = keras.ops.convert_to_numpy(augment(images, training=True))
     assert out.max() > 150 and 0 <= out.min() and out.max() <= 255
+
+
+def test_the_preview_shows_each_class_in_turn():
+    from imgclf.train.augmentation import preview_rows
+
+    labels = np.array([0] * 50 + [1] * 3 + [2] * 50)  # a split in class order
+    assert preview_rows(labels, 6).tolist() == [0, 50, 53, 1, 51, 54]
+    assert preview_rows(np.array([1, 1]), 6).tolist() == [0, 1]  # fewer images than asked: all of them

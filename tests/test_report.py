@@ -3,7 +3,7 @@ import base64
 from matplotlib.figure import Figure
 
 from imgclf.artifacts import save_figure
-from imgclf.report.render import build_context, render_html, render_markdown
+from imgclf.report.render import build_context, relevant_params, render_html, render_markdown
 
 
 def _context(tmp_path, class_names=("0", "1"), class_weights=None):
@@ -85,3 +85,19 @@ def test_html_tables_hold_the_values_in_their_formats(tmp_path):
                  "<td>train.optimizer</td>", "<td>adam</td>"):
         assert cell in html
     assert html.count('<table class="dataframe metrics">') == 6
+
+
+def test_whole_numbers_stay_whole_and_floats_keep_their_format(tmp_path):
+    context = _context(tmp_path)
+    context["train"] = {"epochs_run": 30, "best_epoch": 12, "final_learning_rate": 0.001, "loss": 0.123456789}
+    markdown, html = render_markdown(context, relative_to=tmp_path), render_html(context)
+    assert "| epochs_run          | 30" in markdown and "30.0" not in markdown
+    assert "| loss                | 0.123457" in markdown  # pandas' "g", as before
+    assert "<td>30</td>" in html and "<td>12</td>" in html
+
+
+def test_the_report_lists_the_params_of_its_own_model_only():
+    flat = {"train.model": "mlp", "train.optimizer": "adam", "train.cnn.filters": [32], "train.transfer.base": "x",
+            "train.logreg.C": 1.0, "data.dataset": "digits"}
+    assert relevant_params(flat) == {"train.model": "mlp", "train.optimizer": "adam", "data.dataset": "digits"}
+    assert "train.cnn.filters" in relevant_params({**flat, "train.model": "cnn"})

@@ -36,6 +36,18 @@ def build_context(params: dict, split: dict, train: dict, evaluation: dict, clas
     }
 
 
+# Params sections that apply to one model only (train.model), left out of the report of another.
+_MODEL_SECTIONS = ("cnn", "transfer", "logreg")
+
+
+def relevant_params(flat: dict) -> dict:
+    """The flattened params without the sections of models other than train.model (an MLP's report lists no cnn.*)."""
+    model = flat["train.model"]
+    return {key: value for key, value in flat.items()
+            if not (key.split(".")[:1] == ["train"] and len(key.split(".")) > 2
+                    and key.split(".")[1] in _MODEL_SECTIONS and key.split(".")[1] != model)}
+
+
 def tables(context: dict) -> dict[str, tuple[pd.DataFrame, str | None]]:
     """The report's tables, each with the format of its floats (None: as pandas writes them)."""
     classes = pd.DataFrame.from_dict(context["classes"], orient="index")[["precision", "recall", "f1", "support"]]
@@ -73,13 +85,18 @@ def render_markdown(context: dict, relative_to: Path) -> str:
 def _markdown(frame: pd.DataFrame, fmt: str | None) -> str:
     if frame.empty:  # tabulate fails on a table without rows (a test set without mistakes); the template says so
         return ""
+    # A column of mixed values (a key-value table) is text to tabulate: its floats are formatted here.
+    mixed = [name for name, column in frame.items() if column.dtype == object]
+    frame = frame.assign(**{name: frame[name].map(lambda v: format(v, fmt or "g") if isinstance(v, float) else v)
+                            for name in mixed})
     # tabulate would read a text cell such as class "007" as the number 7: only numeric columns are numbers.
     text = [i for i, (_, column) in enumerate(frame.items()) if not pd.api.types.is_numeric_dtype(column)]
     return frame.to_markdown(index=False, floatfmt=fmt or "g", disable_numparse=text)
 
 
 def _key_value(values: dict, key: str) -> pd.DataFrame:
-    return pd.DataFrame({key: list(values), "value": list(values.values())})
+    # One value per row, each its own type: a column of numbers would turn 30 epochs into 30.000000.
+    return pd.DataFrame({key: list(values), "value": pd.Series(list(values.values()), dtype=object)})
 
 
 def _data_uri(path: Path) -> str:

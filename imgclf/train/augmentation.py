@@ -39,6 +39,15 @@ def build_augmentation(aug: AugmentationParams, seed: int, max_value: float = 1.
     return keras.Sequential(layers, name="augmentation") if layers else None
 
 
+def preview_rows(labels: np.ndarray, count: int) -> np.ndarray:
+    """Row numbers of `count` training images, one of each class in turn (a split in class order would
+    otherwise show its first class alone)."""
+    labels = np.asarray(labels)
+    by_class = [np.flatnonzero(labels == c)[:count] for c in np.unique(labels)]
+    order = [rows[i] for i in range(max(map(len, by_class), default=0)) for rows in by_class if i < len(rows)]
+    return np.asarray(order[:count], dtype=np.int64)
+
+
 def augmentation_preview(images: np.ndarray, aug: AugmentationParams, seed: int, pixel_scale: float = 1.0,
                          copies: int = 4) -> np.ndarray:
     """N x (1 + copies) x H x W x C in [0, 1]: each image, then augmented versions (none when augmentation is off)."""
