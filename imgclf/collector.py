@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import os
 import sys
 from collections.abc import Iterator
 
+from imgclf import switches
+
 
 def enabled() -> bool:
-    return os.environ.get("IMGCLF_GC_TUNING", "1") != "0"
+    return switches.on("IMGCLF_GC_TUNING")
 
 
 def off_while_importing() -> None:

@@ -17,12 +17,14 @@ import os
 from pathlib import Path
 from typing import BinaryIO
 
+from imgclf import switches
+
 PIECE_BYTES = 64 * 1024
 _WHOLE = 1 << 62  # with the switch off: a batch in one write
 
 
 def enabled() -> bool:
-    return os.environ.get("IMGCLF_LARGE_WRITES", "1") != "0"
+    return switches.on("IMGCLF_LARGE_WRITES")
 
 
 def piece_bytes() -> int:

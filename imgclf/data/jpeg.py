@@ -17,16 +17,17 @@ turns the marker parser off, to measure what it buys (benchmarks/ab_stage.py).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import simplejpeg
 from PIL import Image, ImageOps
 
+from imgclf import switches
+
 
 def fast_path_enabled() -> bool:
-    return os.environ.get("IMGCLF_JPEG_FAST_PATH", "1") != "0"
+    return switches.on("IMGCLF_JPEG_FAST_PATH")
 
 
 def decode_plain_file(path: str | Path, side: int, channels: int) -> np.ndarray | None:

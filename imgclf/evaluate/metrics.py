@@ -9,9 +9,9 @@ sklearn.metrics instead, to measure what this buys (benchmarks/ab_stage.py).
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
+
+from imgclf import switches
 
 # Keras clips probabilities to [1e-7, 1 - 1e-7] in its cross-entropy; match it.
 _EPSILON = 1e-7
@@ -57,7 +57,7 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndar
 
 def _scores(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> tuple[np.ndarray, ...]:
     """Precision, recall, F1 and support of each class: from the confusion matrix, or (switch off) sklearn's."""
-    if os.environ.get("IMGCLF_NUMPY_METRICS", "1") != "0":
+    if switches.on("IMGCLF_NUMPY_METRICS"):
         return _per_class(confusion(y_true, y_pred, n_classes))
     from sklearn.metrics import precision_recall_fscore_support
 

@@ -16,16 +16,16 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
-import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
 
+from imgclf import switches
 from imgclf.errors import PipelineError
 
 
 def enabled() -> bool:
-    return sys.platform == "linux" and os.environ.get("IMGCLF_OVERLAP", "1") != "0"
+    return sys.platform == "linux" and switches.on("IMGCLF_OVERLAP")
 
 
 @contextlib.contextmanager

@@ -42,10 +42,9 @@ _MODEL_SECTIONS = ("cnn", "transfer", "logreg")
 
 def relevant_params(flat: dict) -> dict:
     """The flattened params without the sections of models other than train.model (an MLP's report lists no cnn.*)."""
-    model = flat["train.model"]
+    other = set(_MODEL_SECTIONS) - {flat["train.model"]}
     return {key: value for key, value in flat.items()
-            if not (key.split(".")[:1] == ["train"] and len(key.split(".")) > 2
-                    and key.split(".")[1] in _MODEL_SECTIONS and key.split(".")[1] != model)}
+            if not (key.startswith("train.") and key.count(".") > 1 and key.split(".")[1] in other)}
 
 
 def tables(context: dict) -> dict[str, tuple[pd.DataFrame, str | None]]:
