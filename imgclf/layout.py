@@ -16,7 +16,7 @@ HISTORY = Path("plots/history.csv")
 AUGMENTATION_PNG = Path("plots/augmentation.png")
 
 EVAL_METRICS = Path("metrics/eval.json")
-CLASS_REPORT = Path("metrics/classification_report.json")
+CLASS_REPORT = Path("plots/classification_report.json")  # per class: a plain output, not a DVC metric (too wide)
 CONFUSION = Path("plots/confusion.json")
 CONFUSION_PNG = Path("plots/confusion_matrix.png")
 MISTAKES_PNG = Path("plots/mistakes.png")
@@ -36,7 +36,7 @@ OUTPUTS = {
 
 
 def meta_file(folder: Path) -> Path:
-    """The JSON beside a folder of arrays: class names, parts, skipped files."""
+    """The JSON beside a folder of arrays: class names, parts, skipped files; in data/split, images per class."""
     return folder / "meta.json"
 
 

@@ -1,4 +1,5 @@
-"""Stage evaluate: test metrics, classification report and confusion matrix as DVC metrics and plots."""
+"""Stage evaluate: the test metrics (a DVC metric), the classification report (a plain output: one row per class)
+and the confusion matrix (DVC plots)."""
 
 from imgclf import layout
 from imgclf.artifacts import (

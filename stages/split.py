@@ -1,4 +1,5 @@
-"""Stage split: stratified, seeded train / val / test into data/split; counts to metrics/split.json."""
+"""Stage split: stratified, seeded train / val / test into data/split (meta.json: class names and counts per
+class); the sizes to metrics/split.json."""
 
 import numpy as np
 
@@ -13,7 +14,7 @@ from imgclf.artifacts import (
     write_array,
     write_json,
 )
-from imgclf.data.split import describe_source, plan_splits, summarize_splits
+from imgclf.data.split import count_classes, describe_source, plan_splits, summarize_splits
 from imgclf.params import load_params
 from imgclf.runtime import run_stage
 
@@ -31,9 +32,10 @@ def main() -> None:
             x_path, y_path = layout.part_files(out, name)
             _copy_rows(parts[part].x, rows, x_path)
             write_array(y_path, labels[name])
-        write_json(layout.meta_file(out), {"class_names": meta["class_names"], "pixel_scale": meta["pixel_scale"]})
+        write_json(layout.meta_file(out), {"class_names": meta["class_names"], "pixel_scale": meta["pixel_scale"],
+                                           "per_class": count_classes(labels, meta["class_names"])})
     source = describe_source(meta["parts"], meta.get("presplit", False))
-    summary = summarize_splits(labels, meta["class_names"], source, len(meta["skipped"]))
+    summary = summarize_splits(labels, source, len(meta["skipped"]))
     write_json(layout.SPLIT_METRICS, summary)
     given = [p for p in meta["parts"] if meta.get("presplit")]
     how = f"the {'/'.join(given)} folders as given" if given else {

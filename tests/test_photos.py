@@ -79,10 +79,11 @@ def test_presplit_photos_train_a_cnn_and_skip_bad_files(repo):
     # every good training photo plus the EXIF-rotated one; the corrupt and the text file are skipped
     assert split["train"] == sum(PHOTO_COUNTS["train"].values()) + 1
     assert split["test"] == sum(PHOTO_COUNTS["test"].values())
-    assert split["per_class"]["train"] == {"bag": 13, "shirt": 18, "shoes": 6}
+    meta = json.loads((repo / "data/split/meta.json").read_text())
+    assert meta["per_class"]["train"] == {"bag": 13, "shirt": 18, "shoes": 6}
     x = np.load(repo / "data/split/train_x.npy", mmap_mode="r")
     assert x.shape[1:] == (32, 32, 3) and x.dtype == np.uint8  # photos stay 8-bit; the model scales them
-    assert json.loads((repo / "data/split/meta.json").read_text())["pixel_scale"] == 1 / 255
+    assert meta["pixel_scale"] == 1 / 255
     confusion = json.loads((repo / "plots/confusion.json").read_text())
     assert {r["actual"] for r in confusion} == {"bag", "shirt", "shoes"}
     html = (repo / "reports/report.html").read_text()
@@ -142,8 +143,9 @@ def test_flat_folder_is_split_stratified(repo, photos):
     assert split["test_source"] == "carved" and split["skipped_images"] == 2
     total = {c: sum(PHOTO_COUNTS[s][c] for s in PHOTO_COUNTS) for c in ("bag", "shirt", "shoes")}
     total["bag"] += 1  # the rotated photo
+    per_class = json.loads((repo / "data/split/meta.json").read_text())["per_class"]
     for part in ("train", "val", "test"):
-        counts = split["per_class"][part]
+        counts = per_class[part]
         share = split[part] / sum(total.values())
         for name, n in counts.items():
             assert abs(n - total[name] * share) <= 1.5, (part, name, n)

@@ -71,7 +71,7 @@ def test_repro_writes_metrics_plots_and_report(repo):
     assert evaluation["accuracy"] >= 0.97
     split = json.loads((repo / "metrics/split.json").read_text())
     assert split["train"] + split["val"] + split["test"] == 1797 and split["test_source"] == "carved"
-    report = json.loads((repo / "metrics/classification_report.json").read_text())
+    report = json.loads((repo / "plots/classification_report.json").read_text())
     assert sum(row["support"] for row in report.values()) == split["test"]
     confusion = json.loads((repo / "plots/confusion.json").read_text())
     assert len(confusion) == split["test"] and set(confusion[0]) == {"actual", "predicted"}

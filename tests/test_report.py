@@ -16,7 +16,7 @@ def _context(tmp_path, class_names=("0", "1"), class_weights=None):
     classes = {name: {"precision": 0.5, "recall": 1.0, "f1": 0.667, "support": 3} for name in class_names}
     return build_context(
         params={"data.dataset": "digits", "train.model": "mlp", "train.optimizer": "adam"},
-        split={"train": 10, "val": 2, "test": 6, "test_source": "carved", "per_class": {}},
+        split={"train": 10, "val": 2, "test": 6, "test_source": "carved"},
         train={"epochs_run": 3, "loss": 0.1},
         evaluation={"accuracy": 0.8333, "loss": 0.4},
         classes=classes,

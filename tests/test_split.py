@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from imgclf.data.split import describe_source, plan_splits, summarize_splits
+from imgclf.data.split import count_classes, describe_source, plan_splits, summarize_splits
 from imgclf.errors import PipelineError
 
 
@@ -47,10 +47,15 @@ def test_source_is_described():
     assert describe_source(["train", "val", "test"], presplit=True) == "folders"
 
 
-def test_summary_counts_each_class():
-    summary = summarize_splits({"train": np.array([0, 0, 2]), "test": np.array([1])}, ["a", "b", "c"], "carved", 2)
-    assert summary["train"] == 3 and summary["test_source"] == "carved" and summary["skipped_images"] == 2
-    assert summary["per_class"]["train"] == {"a": 2, "b": 0, "c": 1}
+def test_summary_has_sizes_and_no_per_class_figure():
+    summary = summarize_splits({"train": np.array([0, 0, 2]), "test": np.array([1])}, "carved", 2)
+    # a few DVC metrics whatever the number of classes: `dvc exp show` gets no column per class
+    assert summary == {"train": 3, "test": 1, "test_source": "carved", "skipped_images": 2}
+
+
+def test_counts_each_class_including_absent_ones():
+    counts = count_classes({"train": np.array([0, 0, 2]), "test": np.array([1])}, ["a", "b", "c"])
+    assert counts == {"train": {"a": 2, "b": 0, "c": 1}, "test": {"a": 0, "b": 1, "c": 0}}
 
 
 def test_too_few_samples_for_a_stratified_split_is_a_clear_error():

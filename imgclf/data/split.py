@@ -37,17 +37,19 @@ def describe_source(parts: list[str], presplit: bool) -> str:
     return "folders" if presplit else "source"
 
 
-def summarize_splits(labels: dict[str, np.ndarray], class_names: list[str], test_source: str,
-                     skipped: int = 0) -> dict:
-    """Sizes and per-class counts of each split, for metrics/split.json."""
+def summarize_splits(labels: dict[str, np.ndarray], test_source: str, skipped: int = 0) -> dict:
+    """The size of each split, where the test split came from and the images skipped, for metrics/split.json:
+    a few columns in `dvc exp show`, whatever the number of classes."""
     summary: dict = {name: int(len(y)) for name, y in labels.items()}
     summary["test_source"] = test_source
     summary["skipped_images"] = skipped
-    summary["per_class"] = {
-        name: {cls: int(n) for cls, n in zip(class_names, np.bincount(y, minlength=len(class_names)))}
-        for name, y in labels.items()
-    }
     return summary
+
+
+def count_classes(labels: dict[str, np.ndarray], class_names: list[str]) -> dict[str, dict[str, int]]:
+    """Each split's images per class, for the split's meta.json (one figure per class: not a DVC metric)."""
+    return {name: {cls: int(n) for cls, n in zip(class_names, np.bincount(y, minlength=len(class_names)))}
+            for name, y in labels.items()}
 
 
 def _carve(rows: np.ndarray, y: np.ndarray, fraction: float, seed: int, key: str):

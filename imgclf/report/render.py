@@ -26,7 +26,7 @@ def build_context(params: dict, split: dict, train: dict, evaluation: dict, clas
         "dataset": params["data.dataset"],
         "model": params["train.model"],
         "params": params,
-        "split": {k: v for k, v in split.items() if k != "per_class"},
+        "split": split,
         "train": train,
         "evaluation": evaluation,
         "classes": classes,
