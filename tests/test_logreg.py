@@ -38,5 +38,9 @@ def test_train_logreg_reports_like_a_network():
     assert set(result.rows[0]) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy"}
     assert result.summary["epochs_run"] == 1 and result.summary["converged"]
     assert result.summary["val_accuracy"] > 0.5
+    # the training figures named apart from the test's `loss` and `accuracy` (metrics/eval.json)
+    assert result.summary["final_loss"] == round(result.rows[0]["loss"], 6)
+    assert result.summary["final_accuracy"] == round(result.rows[0]["accuracy"], 6)
+    assert not {"loss", "accuracy"} & set(result.summary)
     few = train_logreg(train, val, DataSpec(3), LogregParams(max_iter=1), None, seed=0)
     assert not few.summary["converged"] and few.summary["iterations"] == 1

@@ -105,6 +105,9 @@ def test_checkpoint_outputs_the_best_epoch_model():
     assert result.summary["best_epoch"] == 1 + int(np.argmin(val_losses))
     assert result.summary["val_loss"] == pytest.approx(min(val_losses), rel=1e-5)
     assert result.summary["val_loss"] < val_losses[-1]
+    # the last epoch's training figures (not the restored model's), named apart from the test's loss and accuracy
+    assert result.summary["final_loss"] == round(result.rows[-1]["loss"], 6)
+    assert result.summary["final_accuracy"] == round(result.rows[-1]["accuracy"], 6)
 
 
 def test_reduce_lr_on_plateau_lowers_the_logged_learning_rate():

@@ -35,7 +35,7 @@ def train_logreg(train: SplitPart, val: SplitPart, data: DataSpec, params: Logre
     row = {"epoch": 1, **_scores(model, train, ""), **_scores(model, val, "val_")}
     summary = {"epochs_run": 1, "best_epoch": 1, "iterations": int(clf.n_iter_.max()),
                "converged": not any(issubclass(w.category, ConvergenceWarning) for w in caught),
-               **{k: round(v, 6) for k, v in row.items() if k != "epoch"}}
+               **{k if k.startswith("val_") else f"final_{k}": round(v, 6) for k, v in row.items() if k != "epoch"}}
     # One process, no distribution strategy: tagged like a network trained on one device.
     return TrainResult(model, [row], summary, tags={"distribute.strategy": "none", "distribute.replicas": "1"})
 

@@ -135,8 +135,10 @@ def train_network(train: SplitPart, val: SplitPart, data: DataSpec, params: Trai
         "optimizer_steps": steps_taken,
         "best_epoch": best_epoch(rows, _monitor(params.callbacks)),
         "final_learning_rate": float(f"{rows[-1]['learning_rate']:.6g}"),
-        "loss": round(rows[-1]["loss"], 6),
-        "accuracy": round(rows[-1]["accuracy"], 6),
+        # final_: the last epoch's training figures; named apart from metrics/eval.json's test loss and accuracy,
+        # so that `dvc exp show` heads those two columns plain `loss` and `accuracy`, not prefixed with their file
+        "final_loss": round(rows[-1]["loss"], 6),
+        "final_accuracy": round(rows[-1]["accuracy"], 6),
         "val_loss": round(float(val_loss), 6),
         "val_accuracy": round(float(val_accuracy), 6),
     })
