@@ -114,3 +114,63 @@ def test_readme_assignment_runs_as_written(repo):
     assert _param(row, "train.activation") == "leaky_relu" and _param(row, "train.optimizer") == "rmsprop"
     assert _param(row, "train.augmentation.rotation") == 10
     assert row["metrics"]["metrics/train.json"]["data"]["epochs_run"] == 10
+
+
+def _documented_comparison() -> list[str]:
+    """The README's `dvc exp show` command, which docs/lessons.md gives too ("the columns that matter")."""
+    def commands(path) -> set[str]:
+        blocks = re.findall(r"```bash\n(.*?)```", path.read_text(), flags=re.S)
+        return {line.strip() for block in blocks for line in block.splitlines()
+                if line.strip().startswith("dvc exp show ")}
+
+    (command,) = commands(PROJECT / "README.md")
+    assert command in commands(PROJECT / "docs" / "lessons.md")
+    return shlex.split(command)[1:]
+
+
+def _table(text: str) -> tuple[list[str], dict[str, dict[str, str]]]:
+    """A `dvc exp show` table as its header and {experiment name: {column: cell}} (cells apart by 2+ spaces)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("─")]
+    header, *rows = [re.split(r"\s{2,}", line) for line in lines]
+    named = {}
+    for cells in rows:
+        assert len(cells) == len(header), (header, cells)
+        if match := re.search(r"\[(.+)\]$", cells[0]):
+            named[match.group(1)] = dict(zip(header, cells))
+    return header, named
+
+
+def _width(text: str) -> int:
+    return max(len(line.rstrip()) for line in text.splitlines())
+
+
+def test_documented_comparison_fits_160_columns(tmp_path, data_template):
+    repo = copy_project(data_template, tmp_path / "compare", {"train.epochs": 1, "train.hidden_units": [16]})
+    dvc(repo, "exp", "run", "-n", "momentum", "-S", "train.optimizer=sgd", "-S", "train.momentum=0.9")
+    run(repo, "git", "checkout", "-q", "--", "params.yaml")
+    dvc(repo, "exp", "run", "-n", "batch-16", "-S", "train.batch_size=16")
+    accuracy = {name: row["metrics"]["metrics/eval.json"]["data"]["accuracy"]
+                for name, row in experiments(repo).items() if name in ("momentum", "batch-16")}
+    screen = {"COLUMNS": "160"}  # what rich takes for the terminal's width, whatever runs the tests
+    # Without a terminal DVC prints the table it would page: at its own width, however wide.
+    assert _width(dvc(repo, "exp", "show", extra_env=screen).stdout) > 160  # everything: the check can fail
+    command = _documented_comparison()
+    paged = dvc(repo, *command, extra_env=screen).stdout
+    assert _width(paged) <= 160, paged
+    # Fitted to the terminal instead, nothing is left to collapse to '…'.
+    printed = dvc(repo, *command, "--no-pager", extra_env=screen).stdout
+    assert "…" not in printed and printed == paged, printed
+    header, rows = _table(printed)
+    # the experiment, the test figures and the params that differ; no dependency hash, no other metric
+    assert header == ["Experiment", "accuracy", "loss", "train.optimizer", "train.momentum", "train.batch_size"]
+    assert rows.keys() == accuracy.keys()
+    for name, cells in rows.items():
+        assert float(cells["accuracy"]) == pytest.approx(accuracy[name], abs=1e-5)
+    assert (rows["momentum"]["train.optimizer"], rows["momentum"]["train.momentum"]) == ("sgd", "0.9")
+    assert (rows["batch-16"]["train.optimizer"], rows["batch-16"]["train.batch_size"]) == ("adam", "16")
+
+    # `dvc plots diff` renders into dvc_plots/, which git ignores
+    status = run(repo, "git", "status", "--porcelain").stdout
+    dvc(repo, "plots", "diff", "momentum", "batch-16")
+    assert (repo / "dvc_plots" / "index.html").is_file()
+    assert run(repo, "git", "status", "--porcelain").stdout == status
