@@ -69,6 +69,8 @@ def test_the_served_model_pins_every_library_its_photo_decoding_imports(project)
     for path in photo_models:
         pinned = {line.split("==")[0].lower() for line in path.read_text().split()}
         assert needed <= pinned, (path, needed - pinned)
+        # The model carries its ONNX copy (the CNN exports): the server scores it with ONNX Runtime.
+        assert "onnxruntime" in pinned and (path.parent / "artifacts" / "model.onnx").exists(), path
 
 
 def _post(url: str, body: dict) -> dict:

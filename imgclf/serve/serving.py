@@ -3,13 +3,15 @@
 `mlflow models serve -m models:/<name>@champion` runs it. Each photo goes through prepare_batch
 (imgclf/serve/photos.py), as in `imgclf.serve.predict`, and so through the decoding preprocess gave the
 training photos (imgclf/data/images.py): a backend sends the file as uploaded and never reimplements
-EXIF, alpha, mode, resize or scale.
+EXIF, alpha, mode, resize or scale. A model logged with its checked ONNX copy is scored by ONNX Runtime,
+and the server never imports TensorFlow; one without is scored by Keras.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import io
 import tempfile
 from pathlib import Path
@@ -23,6 +25,7 @@ from PIL import Image
 
 from imgclf.artifacts import read_json, write_json
 from imgclf.errors import PipelineError
+from imgclf.evaluate.scoring import Scorer, load_scorer, sha256
 from imgclf.records import ServingInfo
 from imgclf.serve.photos import prepare_batch, top_classes
 
@@ -36,14 +39,15 @@ class PhotoClassifier(mlflow.pyfunc.PythonModel):
     [{"class", "probability"}] (params: {"top_k": k}).
     """
 
-    def __init__(self, network=None, info: ServingInfo | None = None) -> None:
-        self.network, self.info = network, info
+    def __init__(self, score: Scorer | None = None, info: ServingInfo | None = None) -> None:
+        self.score, self.info = score, info
+        self.runtime = None  # what load_context scores with: "onnx" (ONNX Runtime) or "keras"
 
     def load_context(self, context) -> None:
-        import keras  # in the serving process only: importing TensorFlow takes seconds
-
-        self.network = keras.models.load_model(context.artifacts["network"], safe_mode=True)
         self.info = ServingInfo.from_dict(read_json(Path(context.artifacts["info"])), context.artifacts["info"])
+        onnx = context.artifacts.get("onnx")
+        self.score, self.runtime = load_scorer(Path(context.artifacts["network"]), self.info.onnx_sha256,
+                                               Path(onnx) if onnx else None)
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         if "image" not in model_input:
@@ -51,7 +55,7 @@ class PhotoClassifier(mlflow.pyfunc.PythonModel):
                                 "send each photo's file bytes, base64-encoded, in a column named image")
         k = int((params or {}).get("top_k") or TOP_K)
         photos = [_photo(value, row) for row, value in enumerate(model_input["image"])]
-        probs = self.network.predict(prepare_batch(self.info, photos), verbose=0)
+        probs = self.score(prepare_batch(self.info, photos))
         ranked = [top_classes(row, self.info.class_names, k) for row in probs]
         return pd.DataFrame({
             "class": [r[0][0] for r in ranked],
@@ -82,20 +86,26 @@ def example_photo(pixels: np.ndarray, pixel_scale: float) -> str:
 
 
 def log_photo_model(network, info: ServingInfo, example_pixels: np.ndarray, pip_requirements: list[str],
-                    registered_model_name: str | None = None):
+                    registered_model_name: str | None = None, onnx: bytes | None = None):
     """Log (and register, when named) the photo-taking model of `network` in the active run; its ModelInfo.
 
-    Its model.json artifact holds `info` (ServingInfo.to_dict), what the server needs of the model's record.
+    `onnx`, the network's ONNX copy that train checked against it, travels as the artifact `onnx`, and the
+    server scores it with ONNX Runtime (pip_requirements must then pin onnxruntime); without it, Keras
+    scores. The model.json artifact holds `info` (ServingInfo.to_dict) with the copy's sha256.
     """
+    info = dataclasses.replace(info, onnx_sha256=sha256(onnx) if onnx else None)
     example = pd.DataFrame({"image": [example_photo(example_pixels, info.pixel_scale)]})
-    signature = infer_signature(example, PhotoClassifier(network, info).predict(None, example),
-                                params={"top_k": TOP_K})
+    signature = infer_signature(example, PhotoClassifier(lambda x: network.predict(x, verbose=0), info).predict(
+        None, example), params={"top_k": TOP_K})
     with tempfile.TemporaryDirectory() as tmp:
         network.save(Path(tmp) / "network.keras")
         write_json(Path(tmp) / "model.json", info.to_dict())
+        artifacts = {"network": str(Path(tmp) / "network.keras"), "info": str(Path(tmp) / "model.json")}
+        if onnx:
+            (Path(tmp) / "model.onnx").write_bytes(onnx)
+            artifacts["onnx"] = str(Path(tmp) / "model.onnx")
         return mlflow.pyfunc.log_model(
-            name="model", python_model=PhotoClassifier(),
-            artifacts={"network": str(Path(tmp) / "network.keras"), "info": str(Path(tmp) / "model.json")},
+            name="model", python_model=PhotoClassifier(), artifacts=artifacts,
             code_paths=[str(Path(__file__).parents[1])],  # the whole imgclf package: the server imports this module
             signature=signature, input_example=example, pip_requirements=pip_requirements,
             registered_model_name=registered_model_name)
