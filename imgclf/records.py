@@ -20,7 +20,8 @@ from imgclf.errors import PipelineError
 
 @dataclass(frozen=True)
 class ServingInfo:
-    """What scoring an image file with the model needs: the classes it names, the image it takes, its pixel scale.
+    """What scoring an image file with the model needs: the classes it names, the image it takes, its pixel
+    scale, and which ONNX copy of it may score in its place.
 
     The served photo model stores it as its own model.json artifact, in this key order.
     """
@@ -28,15 +29,17 @@ class ServingInfo:
     class_names: tuple[str, ...]
     input_shape: tuple[int, ...]  # (height, width, channels)
     pixel_scale: float | None  # multiplies stored pixels to [0, 1]; None: a model that takes pixels in [0, 1]
+    onnx_sha256: str | None = None  # of the ONNX copy train checked against the model; None: Keras scores it
 
     def to_dict(self) -> dict[str, Any]:
         return {"class_names": list(self.class_names), "input_shape": list(self.input_shape),
-                "pixel_scale": self.pixel_scale}
+                "pixel_scale": self.pixel_scale, "onnx_sha256": self.onnx_sha256}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: Path | str = "model.json") -> ServingInfo:
         _require(data, ("class_names", "input_shape"), source)
-        return cls(tuple(data["class_names"]), tuple(data["input_shape"]), data.get("pixel_scale"))
+        return cls(tuple(data["class_names"]), tuple(data["input_shape"]), data.get("pixel_scale"),
+                   data.get("onnx_sha256"))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,7 +65,7 @@ class ModelRecord:
 
     @property
     def serving(self) -> ServingInfo:
-        return ServingInfo(self.class_names, self.input_shape, self.pixel_scale)
+        return ServingInfo(self.class_names, self.input_shape, self.pixel_scale, self.onnx_sha256)
 
     def to_dict(self) -> dict[str, Any]:
         """The record as model.json holds it: the tuples as lists."""

@@ -78,11 +78,11 @@ def main() -> None:
     with _open_run(params, inputs, threads, state) as (run, data_hint):
         make_deterministic(params.seed)  # after start_run, whose random run name must not repeat
         result, weights = _fit(params, inputs, backup, state, run.info.run_id)
-        record = _model_record(params, inputs, weights, run.info.run_id, data_hint)
-        record = _log_models(params, result.model, record, inputs.train.x)
+        onnx, onnx_note = _export_onnx(result.model, inputs.train.x)
+        record = _model_record(params, inputs, weights, run.info.run_id, data_hint, onnx)
+        record = _log_models(params, result.model, record, inputs.train.x, onnx)
         preview = _augmentation_preview(params, inputs)
         mlflow.set_tag(DESCRIPTION_TAG, description(record.dataset, record.model, result.summary, record.data_hint))
-        onnx, onnx_note = _export_onnx(result.model, inputs.train.x)
         # Outputs last and together: when training or tracking fails, the run is marked FAILED
         # and none of the stage's files is replaced.
         _write_outputs(result, record, onnx, onnx_note, preview)
@@ -162,24 +162,29 @@ def _fit(params: Params, inputs: _Inputs, backup: Backup | None, state: dict | N
 
 
 def _model_record(params: Params, inputs: _Inputs, weights: dict[str, float] | None, run_id: str,
-                  data_hint: str) -> ModelRecord:
-    """models/model.json as far as it is known before the models are logged and exported."""
+                  data_hint: str, onnx: bytes | None) -> ModelRecord:
+    """models/model.json as far as it is known before the models are logged."""
     return ModelRecord(dataset=params.data.dataset, model=params.train.model, class_names=tuple(inputs.class_names),
                        input_shape=inputs.train.x.shape[1:], input_dtype=str(inputs.train.x.dtype),
-                       pixel_scale=inputs.data.pixel_scale, class_weights=weights, mlflow_run_id=run_id,
+                       pixel_scale=inputs.data.pixel_scale, class_weights=weights,
+                       onnx_sha256=sha256(onnx) if onnx else None, mlflow_run_id=run_id,
                        registered_model=params.mlflow.register_model, data_hint=data_hint)
 
 
-def _log_models(params: Params, network: keras.Model, record: ModelRecord, x: np.ndarray) -> ModelRecord:
+def _log_models(params: Params, network: keras.Model, record: ModelRecord, x: np.ndarray,
+                onnx: bytes | None) -> ModelRecord:
     """Log the raw network, for whoever needs it, and the model a shop serves (photos in, classes out),
-    registered when mlflow.register_model names it; the record with the photo model's ids."""
+    registered when mlflow.register_model names it; the record with the photo model's ids.
+
+    The served model carries the ONNX copy when there is one: its server scores with ONNX Runtime and
+    never imports TensorFlow (still pinned, for the Keras network beside it)."""
     sample = np.asarray(x[:4])
     mlflow.keras.log_model(network, name="network", pip_requirements=_requirements("tensorflow", "keras"),
                            signature=infer_signature(sample, network.predict(sample, verbose=0)))
     logged = log_photo_model(network, record.serving, x[0],
                              _requirements("tensorflow", "keras", "pillow", "simplejpeg", "opencv-python-headless",
-                                           "pandas", "mlflow"),
-                             registered_model_name=params.mlflow.register_model)
+                                           "pandas", "mlflow", *(["onnxruntime"] if onnx else [])),
+                             registered_model_name=params.mlflow.register_model, onnx=onnx)
     return dataclasses.replace(record, mlflow_model_id=logged.model_id,
                                registered_version=logged.registered_model_version)
 
@@ -192,8 +197,8 @@ def _augmentation_preview(params: Params, inputs: _Inputs):
 
 
 def _export_onnx(network: keras.Model, x: np.ndarray) -> tuple[bytes | None, str]:
-    """The ONNX copy evaluate and predict score without importing TensorFlow, when the network exports;
-    the run's `scoring` tag says which runtime scores it."""
+    """The ONNX copy evaluate, predict and the served model score without importing TensorFlow, when
+    the network exports; the run's `scoring` tag says which runtime scores it."""
     onnx, note = export_onnx(network, x)
     mlflow.set_tag("scoring", "onnx" if onnx else "keras")
     return onnx, note
@@ -206,7 +211,7 @@ def _write_outputs(result: TrainResult, record: ModelRecord, onnx: bytes | None,
     write_together({
         layout.MODEL: result.model.save,
         layout.ONNX_DIR: folder_writer(onnx_files),
-        layout.MODEL_INFO: dataclasses.replace(record, onnx_sha256=sha256(onnx) if onnx else None).writer(),
+        layout.MODEL_INFO: record.writer(),
         layout.TRAIN_METRICS: json_writer(result.summary),
         layout.HISTORY: text_writer(rows_to_csv(result.rows)),
         layout.AUGMENTATION_PNG: figure_writer(preview),

@@ -55,11 +55,14 @@ def test_a_record_without_a_required_key_is_a_clear_error(tmp_path):
         ModelRecord.read(tmp_path / "model.json")
 
 
-def test_the_served_model_keeps_the_three_keys_it_always_stored():
+def test_the_served_model_keeps_the_three_keys_it_always_stored_and_names_its_onnx_copy():
     record = _record()
     assert record.serving.to_dict() == {"class_names": ["boots", "shoes"], "input_shape": [32, 32, 3],
-                                        "pixel_scale": 1 / 255}
-    assert list(record.serving.to_dict()) == ["class_names", "input_shape", "pixel_scale"]
+                                        "pixel_scale": 1 / 255, "onnx_sha256": "ab" * 32}
+    assert list(record.serving.to_dict()) == ["class_names", "input_shape", "pixel_scale", "onnx_sha256"]
     assert ServingInfo.from_dict(json.loads(json.dumps(record.serving.to_dict()))) == record.serving
+    # A served model logged before it named an ONNX copy reads as one Keras scores.
+    older = ServingInfo.from_dict({"class_names": ["a"], "input_shape": [8, 8, 1], "pixel_scale": 1.0})
+    assert older.onnx_sha256 is None and older.pixel_scale == 1.0
     with pytest.raises(PipelineError, match="has no input_shape"):
         ServingInfo.from_dict({"class_names": ["a"], "pixel_scale": 1.0})

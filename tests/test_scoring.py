@@ -77,6 +77,22 @@ def test_an_onnx_copy_that_is_missing_or_another_models_is_not_used(tmp_path, ca
         f"{scoring.onnx_path(path)} is missing; scoring {path} with Keras (restore both with `dvc checkout`)"]
 
 
+def test_an_onnx_copy_elsewhere_is_used_when_it_is_the_models(tmp_path, caplog):
+    """The served model's copy lies among its MLflow artifacts, not beside the .keras file."""
+    model, other, x = _model(0), _model(1), _stored(10)
+    onnx = scoring.export_onnx(model, x)[0]
+    path, _ = _saved(tmp_path, model, None)
+    (tmp_path / "copy.onnx").write_bytes(onnx)
+    score, runtime = scoring.load_scorer(path, scoring.sha256(onnx), tmp_path / "copy.onnx")
+    assert runtime == "onnx"
+    np.testing.assert_allclose(scoring.predict_proba(score, x), model.predict(x, verbose=0), atol=scoring.TOLERANCE)
+    (tmp_path / "copy.onnx").write_bytes(scoring.export_onnx(other, x)[0])
+    assert scoring.load_scorer(path, scoring.sha256(onnx), tmp_path / "copy.onnx")[1] == "keras"
+    # No `dvc checkout` hint: DVC does not track a copy outside the project's models/ folder.
+    assert [r.getMessage() for r in caplog.records if r.name == scoring.__name__] == [
+        f"{tmp_path / 'copy.onnx'} is not the one train exported with it; scoring {path} with Keras"]
+
+
 def test_a_model_onnx_cannot_express_is_left_to_keras(tmp_path):
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((4,)), keras.layers.Lambda(lambda x: tf.math.bessel_i1e(x)),

@@ -52,8 +52,10 @@ def decode_image(path: str | Path | BinaryIO, size: tuple[int, int], channels: i
             pixels = resize(np.asarray(image), size)
     except FileNotFoundError:
         raise BadImageError(f"image {path} does not exist") from None
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError, SyntaxError,
-            cv2.error) as exc:
+    except UnidentifiedImageError:  # Pillow's own message names a file object by its repr (its memory address)
+        raise BadImageError(f"cannot read {getattr(path, 'name', path)} as an image "
+                            "(cannot identify its format: not an image file)") from None
+    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError, cv2.error) as exc:
         name = getattr(path, "name", path)  # a file object's name says which of many it is
         raise BadImageError(f"cannot read {name} as an image ({exc})") from None
     return pixels[..., np.newaxis] if channels == 1 else pixels

@@ -68,16 +68,20 @@ def export_onnx(model, check: np.ndarray) -> tuple[bytes | None, str]:
     return onnx, f"exported to ONNX (probabilities at most {difference:.1g} from Keras's)"
 
 
-def load_scorer(model: Path, onnx_sha256: str | None) -> tuple[Scorer, str]:
+def load_scorer(model: Path, onnx_sha256: str | None, onnx_file: Path | None = None) -> tuple[Scorer, str]:
     """Probabilities for a batch of stored images, and the runtime giving them ("onnx" or "keras"):
-    the ONNX copy when it is the one train made for this model (`onnx_sha256`, from model.json), else Keras."""
+    the ONNX copy when it is the one train made for this model (`onnx_sha256`, from model.json), else Keras.
+
+    The copy lies at `onnx_file`, by default where train writes it beside the model (onnx_path).
+    """
     if onnx_sha256:
-        path = onnx_path(model)
+        path = onnx_file or onnx_path(model)
         onnx = path.read_bytes() if path.exists() else None
         if onnx is not None and sha256(onnx) == onnx_sha256:
             return _onnx_scorer(onnx), "onnx"
         problem = "is missing" if onnx is None else "is not the one train exported with it"
-        log.warning("%s %s; scoring %s with Keras (restore both with `dvc checkout`)", path, problem, model)
+        restore = "" if onnx_file else " (restore both with `dvc checkout`)"
+        log.warning("%s %s; scoring %s with Keras%s", path, problem, model, restore)
     import keras  # only here: importing TensorFlow takes seconds
 
     network = keras.models.load_model(model, safe_mode=True)
