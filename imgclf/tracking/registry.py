@@ -120,7 +120,7 @@ def promote_champion(name: str, version: str | int, task: Task, digest: str, fig
             return Promotion(False, f"version {version} of registered model {name} is no longer in the registry "
                                     "(deleted?), so it does not become the champion", warning=True)
         if champion is not None and str(champion.version) != version:
-            if (left_out := _other_task(client, name, version, task, champion)) is not None:
+            if (left_out := _other_task(name, version, task, champion)) is not None:
                 return left_out
             if figure_tag(digest, metric) not in champion.tags:
                 try:
@@ -188,7 +188,7 @@ def _champion(client: MlflowClient, name: str) -> ModelVersion | None:
         return None
 
 
-def _other_task(client: MlflowClient, name: str, version: str, task: Task, champion: ModelVersion) -> Promotion | None:
+def _other_task(name: str, version: str, task: Task, champion: ModelVersion) -> Promotion | None:
     """A Promotion that leaves the candidate out when the champion was trained for another task (or for
     one it does not record); None when the task is the same."""
     known = _task_of(name, champion)
