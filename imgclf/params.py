@@ -22,6 +22,7 @@ Activation = Literal["relu", "leaky_relu", "elu", "gelu", "tanh", "sigmoid"]
 Optimizer = Literal["sgd", "adam", "adamw", "rmsprop", "adagrad"]
 Schedule = Literal["constant", "exponential", "cosine"]
 Monitor = Literal["val_loss", "val_accuracy", "loss", "accuracy"]
+ChampionMetric = Literal["accuracy", "f1_macro", "precision_macro", "recall_macro", "loss"]  # metrics/eval.json's
 
 
 class ParamsError(PipelineError):
@@ -177,6 +178,8 @@ class MlflowParams:
     # When set, each trained model is also registered under this name in the model registry.
     register_model: str | None = field(default=None, metadata=_check(lambda v: v is None or bool(v),
                                                                      "a model name, or null"))
+    # What a registered version must beat the champion by, on the same test set (loss: lower; others: higher).
+    champion_metric: ChampionMetric = "accuracy"
 
 
 @dataclass(frozen=True)
@@ -272,7 +275,9 @@ def _convert(hint: Any, value: Any, key: str):
     if origin is Literal:
         choices = typing.get_args(hint)
         if value not in choices:
-            raise ParamsError(f"{key} = {value!r} is not allowed; choose one of: {', '.join(choices)}")
+            close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1, cutoff=0.75)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise ParamsError(f"{key} = {value!r} is not allowed; choose one of: {', '.join(choices)}{hint}")
         return value
     if origin in (types.UnionType, typing.Union):
         options = typing.get_args(hint)

@@ -1,9 +1,22 @@
-"""Stage report: render reports/report.html (self-contained) and its Markdown twin."""
+"""Stage report: render reports/report.html (self-contained) and its Markdown twin; last, settle the champion."""
+
+import logging
 
 import numpy as np
 
 from imgclf import layout
-from imgclf.artifacts import atomic_dir, read_array, read_json, read_part, remove_staging, save_figure, write_text
+from imgclf.artifacts import (
+    SplitPart,
+    atomic_dir,
+    file_md5,
+    read_array,
+    read_json,
+    read_part,
+    remove_staging,
+    save_figure,
+    write_text,
+)
+from imgclf.collector import importing
 from imgclf.evaluate.metrics import confident_mistakes
 from imgclf.params import flatten, load_params
 from imgclf.plots import image_grid_figure, learning_curves_figure, prediction_captions
@@ -15,12 +28,18 @@ from imgclf.train.history import read_history
 GRID = 25
 MISTAKE_ROWS = 10
 
+log = logging.getLogger("imgclf.stages.report")
+
 
 def main() -> None:
     remove_staging(*layout.OUTPUTS["report"])
-    params = relevant_params(flatten(load_params(layout.PARAMS)))
-    x_test, y = read_part(layout.SPLIT_DIR, "test")
+    loaded = load_params(layout.PARAMS)
+    params = relevant_params(flatten(loaded))
+    test = read_part(layout.SPLIT_DIR, "test")
+    x_test, y = test
     meta = read_json(layout.meta_file(layout.SPLIT_DIR))
+    record = ModelRecord.read(layout.MODEL_INFO)
+    evaluation = read_json(layout.EVAL_METRICS)
     class_names = meta["class_names"]
     probs = np.asarray(read_array(layout.PREDICTIONS))
     mistakes = [
@@ -37,11 +56,33 @@ def main() -> None:
                   "augmentation": layout.AUGMENTATION_PNG, "confusion": layout.CONFUSION_PNG,
                   "mistakes": layout.MISTAKES_PNG}
         context = build_context(params, read_json(layout.SPLIT_METRICS), read_json(layout.TRAIN_METRICS),
-                                read_json(layout.EVAL_METRICS), read_json(layout.CLASS_REPORT),
-                                ModelRecord.read(layout.MODEL_INFO).class_weights, mistakes, images)
+                                evaluation, read_json(layout.CLASS_REPORT), record.class_weights, mistakes, images)
         write_text(out / "report.html", render_html(context))
         write_text(out / "report.md", render_markdown(context, relative_to=out))
     print(f"report: {layout.REPORT_DIR / 'report.html'}, {layout.REPORT_DIR / 'report.md'}")
+    if record.registered_version:
+        # Last of the last stage: a pipeline that failed anywhere before never moves the alias.
+        _settle_champion(record, loaded.mlflow.champion_metric, test, meta["pixel_scale"], evaluation)
+
+
+def _settle_champion(record: ModelRecord, metric: str, test: SplitPart, pixel_scale: float,
+                     figures: dict[str, float]) -> None:
+    """Make the model's registered version the champion if it is of the champion's task and beats it by
+    `metric` on this test set (the champion scored on it when it was not before)."""
+    with importing():  # MLflow, only for a registered model
+        from imgclf.tracking import store
+        from imgclf.tracking.registry import Task, digest_test_set, promote_champion, score_version
+
+    store.connect()
+    name = record.registered_model
+    promotion = promote_champion(
+        name, record.registered_version, Task(record.class_names, record.input_shape),
+        digest_test_set(*(file_md5(path) for path in layout.part_files(layout.SPLIT_DIR, "test"))), figures, metric,
+        lambda champion: score_version(name, champion, test, pixel_scale))
+    if promotion.warning:
+        log.warning("%s", promotion.note)
+    else:
+        print(f"report: {promotion.note}")
 
 
 if __name__ == "__main__":

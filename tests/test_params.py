@@ -144,3 +144,14 @@ def test_a_misspelt_key_is_named_with_the_key_it_was_meant_to_be():
 def test_a_number_that_is_not_finite_is_refused(value):
     with pytest.raises(ParamsError, match=r"train\.learning_rate = .* is invalid; allowed: a finite number"):
         parse_params({"train": {"learning_rate": value}})
+
+
+def test_the_champion_metric_is_one_of_eval_jsons_and_a_near_miss_is_named():
+    assert parse_params({}).mlflow.champion_metric == "accuracy"
+    assert parse_params({"mlflow": {"champion_metric": "f1_macro"}}).mlflow.champion_metric == "f1_macro"
+    with pytest.raises(ParamsError, match=r"mlflow\.champion_metric = 'f1-macro' is not allowed; choose one of: "
+                                          r"accuracy, f1_macro, .*; did you mean f1_macro\?"):
+        parse_params({"mlflow": {"champion_metric": "f1-macro"}})
+    with pytest.raises(ParamsError) as far:
+        parse_params({"mlflow": {"champion_metric": "speed"}})
+    assert "did you mean" not in str(far.value)

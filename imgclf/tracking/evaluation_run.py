@@ -17,7 +17,7 @@ from imgclf.evaluate.evaluation import Scored
 from imgclf.params import DataParams
 from imgclf.records import ModelRecord
 from imgclf.tracking import lineage, store
-from imgclf.tracking.registry import promote_champion
+from imgclf.tracking.registry import Task, digest_test_set, record_evaluation
 from imgclf.tracking.run_page import DESCRIPTION_TAG, description
 
 log = logging.getLogger(__name__)
@@ -55,9 +55,10 @@ def evaluation_run(run_id: str):
 def log_evaluation(run, record: ModelRecord, scored: Scored, class_names: list[str], test: SplitPart,
                    data: DataParams) -> bool:
     """Test metrics, report, confusion matrix and figures on the evaluation's run; the test set (`test`,
-    from `data`) as a dataset input of it and of the model's run; the model's run page; the champion alias.
+    from `data`) as a dataset input of it and of the model's run; the model's run page; on the model's
+    registered version, its task and figures (the champion alias moves only when the pipeline has succeeded).
 
-    True when the model's registered version became the champion.
+    True when the model has a registered version and its figures are recorded on it.
     """
     summary = scored.summary
     lineage.log_part("test", test, lineage.data_source(data), [record.mlflow_run_id, run.info.run_id],
@@ -75,5 +76,6 @@ def log_evaluation(run, record: ModelRecord, scored: Scored, class_names: list[s
     mlflow.MlflowClient().set_tag(record.mlflow_run_id, DESCRIPTION_TAG, description(
         record.dataset, record.model, headline, record.data_hint, class_names, scored.matrix,
         test_digest=run.data.tags["test.x.md5"]))
-    return bool(record.registered_version) and promote_champion(
-        record.registered_model, record.registered_version, summary["accuracy"])
+    return bool(record.registered_version) and record_evaluation(
+        record.registered_model, record.registered_version, Task(record.class_names, record.input_shape),
+        digest_test_set(run.data.tags["test.x.md5"], run.data.tags["test.y.md5"]), summary)
