@@ -10,7 +10,7 @@ import numpy as np
 from imgclf import layout
 from imgclf.artifacts import SplitPart, file_md5
 from imgclf.tracking.lineage import checkout_hint, log_part, workspace_dirty
-from imgclf.tracking.run_page import MAX_DESCRIPTION, description
+from imgclf.tracking.run_page import CELL_GAP, MAX_DESCRIPTION, description
 
 
 def _git(folder, *args):
@@ -73,7 +73,8 @@ def test_the_description_names_the_test_set_of_its_confusion_matrix():
                        np.array([[3, 1], [0, 4]]), test_digest="abc123")
     assert text.startswith("**mlp** on **digits**") and "0.9877" in text and "Data: `dvc exp apply x`" in text
     assert "Confusion matrix on the test set `abc123`" in text
-    rows = [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines() if line.startswith("|")]
+    rows = [[c.strip().removesuffix(CELL_GAP) for c in line.strip("|").split("|")]
+            for line in text.splitlines() if line.startswith("|")]
     assert ["", "0", "007"] in rows and ["true 007", "0", "4"] in rows
 
 

@@ -189,7 +189,7 @@ def test_the_models_run_records_its_data_machine_and_story(project):
     accuracy = json.loads((repo / "metrics/eval.json").read_text())["accuracy"]
     assert note.startswith("**cnn** on **image_folder**") and f"{accuracy:.4f}" in note
     assert f"git checkout {commit[:12]} && dvc checkout data/split" in note and hashes["data/split"] in note
-    assert re.search(r"^\| true bag +\| +\d+ \|", note, flags=re.M) and "Confusion matrix" in note
+    assert re.search(r"^\| true bag&emsp; +\| +\d+&emsp; \|", note, flags=re.M) and "Confusion matrix" in note
     # The test set is the evaluation's: on its own run, and on the model's run, with the digest the note names.
     (scored,) = mlflow.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'",
                                    output_format="list")

@@ -28,11 +28,11 @@ def _data(n=96, seed=0, learnable=True):
     return SplitPart(x[:cut], y[:cut]), SplitPart(x[cut:], y[cut:])
 
 
-def _train(seed=0, data=None, **overrides):
+def _train(seed=0, data=None, options=None, **overrides):
     make_deterministic(seed)
     train, val = data or _data()
     params = dataclasses.replace(TrainParams(hidden_units=(16,), epochs=3), **overrides)
-    return train_network(train, val, DataSpec(3), params, seed)
+    return train_network(train, val, DataSpec(3), params, seed, options)
 
 
 @pytest.mark.parametrize(("batch_size", "steps_per_epoch"), [("full", 1), (1, 72), (32, 3)])
@@ -195,6 +195,24 @@ def test_keras_history_has_the_learning_rate():
     result = _train()
     assert set(result.rows[0]) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"}
     assert isinstance(result.model, keras.Model)
+
+
+def test_the_optimizer_params_are_logged_as_params_yaml_writes_them(tmp_path):
+    """Keras holds the learning rate as a float32: MLflow's callback would log 0.01 as 0.009999999776482582."""
+    import mlflow
+
+    from imgclf.train.callbacks import EpochMetricsLogger
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        with mlflow.start_run() as run:
+            _train(epochs=1, learning_rate=0.01, optimizer="sgd", momentum=0.9,
+                   options=FitOptions(callbacks=(EpochMetricsLogger(),)))
+        params = mlflow.get_run(run.info.run_id).data.params
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert params["optimizer_learning_rate"] == "0.01" and params["optimizer_momentum"] == "0.9"
+    assert params["optimizer_name"] == "sgd" and params["optimizer_nesterov"] == "False"
 
 
 def test_large_splits_stream_from_disk_in_the_same_order(tmp_path, monkeypatch):

@@ -21,7 +21,7 @@ from mlflow.tracking import MlflowClient
 from sqlalchemy.exc import SQLAlchemyError
 
 from imgclf.errors import PipelineError
-from imgclf.tracking import mlflow_store
+from imgclf.tracking import mlflow_store, mlflow_ui
 
 log = logging.getLogger(__name__)
 
@@ -100,14 +100,17 @@ def use_experiment(name: str, attempts: int = 5) -> str:
 
 
 def _get_or_create_experiment(name: str, location: str | None) -> str:
+    """The experiment's id, created with (or given the missing) tags that open it in the UI on its training runs."""
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is None:
-        return mlflow.create_experiment(name, artifact_location=location)
+        return mlflow.create_experiment(name, artifact_location=location, tags=mlflow_ui.experiment_tags())
     if experiment.lifecycle_stage == "deleted":
         raise PipelineError(
             f"MLflow experiment {name!r} is deleted; restore it in the MLflow UI "
             "(or `mlflow experiments restore`), or set mlflow.experiment_name to another name"
         )
+    for key, value in mlflow_ui.missing_tags(experiment.tags).items():
+        MlflowClient().set_experiment_tag(experiment.experiment_id, key, value)
     return experiment.experiment_id
 
 

@@ -62,6 +62,14 @@ class EpochRandomness(keras.callbacks.Callback):
             state.assign(np.array([seed, epoch << 32], dtype=state.dtype))  # room for 2**32 draws per epoch
 
 
+def _as_written(value):
+    """A float that a float32 holds exactly by its shortest float32 form (0.01, not 0.009999999776482582);
+    any other value as it is (a float64 such as 0.9 keeps its own shortest form)."""
+    if isinstance(value, float) and np.isfinite(value) and float(np.float32(value)) == value:
+        return str(np.float32(value))
+    return value
+
+
 class EpochMetricsLogger(MlflowCallback):
     """MLflow's Keras callback, logging each epoch's metrics once, and before the epoch's backup.
 
@@ -76,8 +84,16 @@ class EpochMetricsLogger(MlflowCallback):
         self.resumed = resumed
 
     def on_train_begin(self, logs=None):
-        if not self.resumed:
-            super().on_train_begin(logs)
+        """The optimizer's config as params (`optimizer_*`) and the model summary, as the stock callback logs
+        them, but each number as params.yaml writes it: Keras holds the learning rate as a float32 variable,
+        whose value 0.01 reads back as 0.009999999776482582."""
+        if self.resumed:
+            return
+        config = self.model.optimizer.get_config()
+        mlflow.log_params({f"optimizer_{key}": _as_written(value) for key, value in config.items()})
+        lines: list[str] = []
+        self.model.summary(print_fn=lambda line, *args, **kwargs: lines.append(line))
+        mlflow.log_text("\n".join(lines), "model_summary.txt")
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
