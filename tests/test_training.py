@@ -162,6 +162,7 @@ def test_class_weights_reach_the_loss():
 def test_invalid_training_options_stop_the_stage_before_training(tmp_path, monkeypatch, capsys):
     from imgclf import layout
     from imgclf.runtime import run_stage
+    from imgclf.train import training
     from stages import train
     from tests.conftest import write_tiny_split
 
@@ -173,7 +174,7 @@ def test_invalid_training_options_stop_the_stage_before_training(tmp_path, monke
     def must_not_train(*args, **kwargs):
         raise AssertionError("training started despite invalid params")
 
-    monkeypatch.setattr(train, "train_network", must_not_train)
+    monkeypatch.setattr(training, "train_network", must_not_train)  # imported by the stage where it trains
     monkeypatch.setattr(train, "train_logreg", must_not_train)
     for bad, key in (("optimizer: adamax", "train.optimizer"), ("batch_size: 0", "train.batch_size"),
                      ("dropout: 1.5", "train.dropout"), ("learning_rate: -0.01", "train.learning_rate"),
