@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -79,7 +80,7 @@ def train_network(train: SplitPart, val: SplitPart, data: DataSpec, params: Trai
         started = time.perf_counter()
         history = model.fit(train_ds, validation_data=val_ds, epochs=params.epochs, initial_epoch=initial_epoch,
                             callbacks=callbacks, class_weight=class_weights(train.y, n_classes, params.class_weight),
-                            shuffle=False, verbose=2)
+                            shuffle=False, verbose=_progress())
         fit_seconds = time.perf_counter() - started
         steps_taken = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
         if best.exists():
@@ -100,6 +101,12 @@ def train_network(train: SplitPart, val: SplitPart, data: DataSpec, params: Trai
         "val_loss": round(float(val_loss), 6),
         "val_accuracy": round(float(val_accuracy), 6),
     })
+
+
+def _progress() -> int:
+    """Keras's verbosity: its progress bar, updated within each epoch, on a terminal; one line per epoch
+    elsewhere (DVC's log in CI, a file), where a bar would print a line per update."""
+    return 1 if sys.stdout.isatty() else 2
 
 
 def _detached(model: keras.Model, params: TrainParams, steps: int) -> keras.Model:
