@@ -27,7 +27,8 @@ def scan_image_folder(root: str | Path) -> FolderDataset:
     """Find classes and files; fail before any work on a layout that cannot be trained on."""
     root = Path(root).expanduser()
     if not root.is_dir():
-        raise PipelineError(f"data.path = {str(root)!r} is not a folder; point it at a folder of class folders")
+        raise PipelineError(f"data.path = {str(root)!r} is not a folder (looked for {root.resolve()}); "
+                            "point it at a folder of class folders")
     subdirs = {d.name: d for d in _visible(root) if d.is_dir()}
     split_dirs = {name: d for name, d in subdirs.items() if name in SPLIT_FOLDERS}
     if split_dirs:
