@@ -90,7 +90,7 @@ def test_repro_writes_metrics_plots_and_report(repo):
 
 # What DVC itself prints around the stages' own lines.
 DVC_LINE = re.compile(r"(Running stage '\w+':|> python -m stages\.\w+|(Updating|Generating) lock file 'dvc\.lock'"
-                      r"|To track the changes with git, run:|git add dvc\.lock|To enable auto staging, run:"
+                      r"|To track the changes with git, run:|git add \S+( \S+)*|To enable auto staging, run:"
                       r"|dvc config core\.autostage true|Use `dvc push` to send your updates to remote storage\.)")
 # Keras's line per epoch (fit's verbose=2, off a terminal), which the train stage asks for.
 EPOCH_LINE = re.compile(r"Epoch \d+/\d+|\d+/\d+ - \d+s - \d+m?s/step - .*")
