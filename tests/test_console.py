@@ -99,3 +99,16 @@ def test_logreg_trains_and_writes_its_model_without_tensorflow_or_start_up_lines
     printed = _printed(ran.stderr) + ran.stdout.splitlines()
     assert not [line for line in printed if any(marker in line for marker in NOISE)], printed
     assert all(line.startswith("train: ") for line in ran.stdout.splitlines()), ran.stdout
+
+
+@pytest.mark.slow
+def test_a_missing_photo_folder_fails_dvc_repro_naming_data_path(tmp_path):
+    from tests.dvc_project import dvc, make_project
+
+    repo = make_project(tmp_path, {"data.dataset": "image_folder", "data.path": "photo"})
+    ran = dvc(repo, "repro", "download", check=False)
+    assert ran.returncode != 0
+    errors = [line for line in (ran.stdout + ran.stderr).splitlines() if line.startswith("error: ")]
+    assert errors == [f"error: data.path = 'photo' is not a folder (looked for {(repo / 'photo').resolve()}); "
+                      "point it at a folder of class folders"], ran.stdout + ran.stderr
+    assert "Errno 2" not in ran.stdout + ran.stderr

@@ -101,15 +101,3 @@ def _ignored(path: Path, root: Path) -> bool:
     """Hidden files and folders (.DS_Store, .git) and Windows' Thumbs.db / desktop.ini are not photos."""
     return path.name.lower() in SYSTEM_FILES or any(part.startswith(".") for part in path.relative_to(root).parts)
 
-
-def to_manifest(dataset: FolderDataset) -> dict:
-    """A JSON-able listing: class names and, per split, each file with its label."""
-    return {
-        "class_names": list(dataset.class_names),
-        "files": {split: [[str(path), label] for path, label in files] for split, files in dataset.files.items()},
-    }
-
-
-def from_manifest(manifest: dict) -> FolderDataset:
-    files = {split: [(Path(p), int(label)) for p, label in rows] for split, rows in manifest["files"].items()}
-    return FolderDataset(tuple(manifest["class_names"]), files)
