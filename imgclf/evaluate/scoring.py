@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from imgclf import layout
+from imgclf import console, layout
 from imgclf.artifacts import rows_per_chunk
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,8 @@ def load_scorer(model: Path, onnx_sha256: str | None) -> tuple[Scorer, str]:
             return onnx_scorer(onnx), "onnx"
         problem = "is missing" if onnx is None else "is not the one train exported with it"
         log.warning("%s %s; scoring %s with Keras (restore both with `dvc checkout`)", path, problem, model)
-    import keras  # only here: importing TensorFlow takes seconds
+    console.tensorflow_imported()  # only here, importing TensorFlow takes seconds; its start-up lines are left out
+    import keras
 
     network = keras.models.load_model(model, safe_mode=True)
     return (lambda x: network.predict(x, batch_size=BATCH, verbose=0)), "keras"
