@@ -76,8 +76,8 @@ def main() -> None:
     with _open_run(params, inputs, threads, state) as (run, data_hint):
         _make_deterministic(params)  # after start_run, whose random run name must not repeat
         result, weights = _fit(params, inputs, backup, state, run.info.run_id)
-        record = _model_record(params, inputs, weights, run.info.run_id, data_hint)
         onnx, onnx_note = _export_onnx(result.model, inputs.train.x)
+        record = _model_record(params, inputs, weights, run.info.run_id, data_hint, onnx)
         record = _log_models(params, result.model, record, inputs.train.x, onnx)
         preview = _augmentation_preview(params, inputs)
         mlflow.set_tag(DESCRIPTION_TAG, description(record.dataset, record.model, result.summary, record.data_hint))
@@ -186,18 +186,23 @@ def _fit(params: Params, inputs: _Inputs, backup: Backup | None, state: dict | N
 
 
 def _model_record(params: Params, inputs: _Inputs, weights: dict[str, float] | None, run_id: str,
-                  data_hint: str) -> ModelRecord:
-    """models/model.json as far as it is known before the models are logged and exported."""
+                  data_hint: str, onnx: bytes | None) -> ModelRecord:
+    """models/model.json as far as it is known before the models are logged."""
     return ModelRecord(dataset=params.data.dataset, model=params.train.model, class_names=tuple(inputs.class_names),
                        input_shape=inputs.train.x.shape[1:], input_dtype=str(inputs.train.x.dtype),
-                       pixel_scale=inputs.data.pixel_scale, class_weights=weights, mlflow_run_id=run_id,
+                       pixel_scale=inputs.data.pixel_scale, class_weights=weights,
+                       onnx_sha256=sha256(onnx) if onnx else None, mlflow_run_id=run_id,
                        registered_model=params.mlflow.register_model, data_hint=data_hint)
 
 
-def _log_models(params: Params, network, record: ModelRecord, x: np.ndarray, onnx: bytes | None) -> ModelRecord:
+def _log_models(params: Params, network, record: ModelRecord, x: np.ndarray,
+                onnx: bytes | None) -> ModelRecord:
     """Log the raw network (logreg: the scikit-learn classifier), for whoever needs it, and the model a shop
     serves (photos in, classes out), registered when mlflow.register_model names it; the record with the
-    photo model's ids. logreg's photo model scores its ONNX graph, which is exact: its server needs no TensorFlow."""
+    photo model's ids.
+
+    The served model carries the ONNX copy when there is one: its server scores with ONNX Runtime and
+    never imports TensorFlow (still pinned, for the Keras network beside it)."""
     sample = np.asarray(x[:4])
     if params.train.model == "logreg":
         import mlflow.sklearn
@@ -210,11 +215,10 @@ def _log_models(params: Params, network, record: ModelRecord, x: np.ndarray, onn
 
         mlflow.keras.log_model(network, name="network", pip_requirements=_requirements("tensorflow", "keras"),
                                signature=infer_signature(sample, network.predict(sample, verbose=0)))
-    served_onnx = onnx if params.train.model == "logreg" else None
-    packages = ["tensorflow", "keras", "pillow", "simplejpeg", "opencv-python-headless", "pandas", "mlflow",
-                *(["onnxruntime"] if served_onnx else [])]
-    logged = log_photo_model(network, record.serving, x[0], _requirements(*packages),
-                             registered_model_name=params.mlflow.register_model, onnx=served_onnx)
+    logged = log_photo_model(network, record.serving, x[0],
+                             _requirements("tensorflow", "keras", "pillow", "simplejpeg", "opencv-python-headless",
+                                           "pandas", "mlflow", *(["onnxruntime"] if onnx else [])),
+                             registered_model_name=params.mlflow.register_model, onnx=onnx)
     return dataclasses.replace(record, mlflow_model_id=logged.model_id,
                                registered_version=logged.registered_model_version)
 
@@ -228,8 +232,8 @@ def _augmentation_preview(params: Params, inputs: _Inputs):
 
 
 def _export_onnx(network, x: np.ndarray) -> tuple[bytes | None, str]:
-    """The ONNX copy evaluate and predict score without importing TensorFlow, when the network exports;
-    the run's `scoring` tag says which runtime scores it."""
+    """The ONNX copy evaluate, predict and the served model score without importing TensorFlow, when
+    the network exports; the run's `scoring` tag says which runtime scores it."""
     onnx, note = export_onnx(network, x)
     mlflow.set_tag("scoring", "onnx" if onnx else "keras")
     return onnx, note
@@ -242,7 +246,7 @@ def _write_outputs(result: TrainResult, record: ModelRecord, onnx: bytes | None,
     write_together({
         layout.MODEL: result.model.save,
         layout.ONNX_DIR: folder_writer(onnx_files),
-        layout.MODEL_INFO: dataclasses.replace(record, onnx_sha256=sha256(onnx) if onnx else None).writer(),
+        layout.MODEL_INFO: record.writer(),
         layout.TRAIN_METRICS: json_writer(result.summary),
         layout.HISTORY: text_writer(rows_to_csv(result.rows)),
         layout.AUGMENTATION_PNG: figure_writer(preview),

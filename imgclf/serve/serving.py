@@ -44,7 +44,7 @@ class PhotoClassifier(mlflow.pyfunc.PythonModel):
         self.network, self.info = network, info
 
     def load_context(self, context) -> None:
-        if "onnx" in context.artifacts:  # an exact ONNX graph (logreg's): no TensorFlow in the server
+        if "onnx" in context.artifacts:  # the network's checked ONNX copy: no TensorFlow in the server
             self.network = _OnnxNetwork(Path(context.artifacts["onnx"]).read_bytes())
         else:
             import keras  # in the serving process only: importing TensorFlow takes seconds
@@ -103,8 +103,8 @@ def log_photo_model(network, info: ServingInfo, example_pixels: np.ndarray, pip_
     """Log (and register, when named) the photo-taking model of `network` in the active run; its ModelInfo.
 
     Its model.json artifact holds `info` (ServingInfo.to_dict), what the server needs of the model's record.
-    With `onnx` (the network's exact ONNX graph), the server scores that, without importing TensorFlow;
-    MLflow, which loads the logged model to check the input example, then does not import it either.
+    With `onnx` (the network's ONNX copy that train checked), the server scores that, without importing
+    TensorFlow; MLflow, which loads the logged model to check the input example, then does not import it either.
     """
     example = pd.DataFrame({"image": [example_photo(example_pixels, info.pixel_scale)]})
     signature = infer_signature(example, PhotoClassifier(network, info).predict(None, example),
