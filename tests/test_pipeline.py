@@ -90,10 +90,11 @@ def test_repro_writes_metrics_plots_and_report(repo):
 
 # What DVC itself prints around the stages' own lines.
 DVC_LINE = re.compile(r"(Running stage '\w+':|> python -m stages\.\w+|(Updating|Generating) lock file 'dvc\.lock'"
+                      r"|Stage '\w+' is cached - skipping run, checking out outputs|Stage '\w+' didn't change, skipping"
                       r"|To track the changes with git, run:|git add \S+( \S+)*|To enable auto staging, run:"
                       r"|dvc config core\.autostage true|Use `dvc push` to send your updates to remote storage\.)")
 # Keras's line per epoch (fit's verbose=2, off a terminal), which the train stage asks for.
-EPOCH_LINE = re.compile(r"Epoch \d+/\d+|\d+/\d+ - \d+s - \d+m?s/step - .*")
+EPOCH_LINE = re.compile(r"Epoch \d+/\d+|\d+/\d+ - \d+s - \d+[mu]?s/step - .*")
 
 
 def test_a_default_repro_prints_the_projects_lines_dvcs_and_nothing_else(project):
