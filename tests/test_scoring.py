@@ -87,12 +87,12 @@ def test_a_model_onnx_cannot_express_is_left_to_keras(tmp_path):
 
 def _skewed(monkeypatch, change) -> None:
     """ONNX Runtime's probabilities, changed: a copy that does not compute what Keras does."""
-    real = scoring.onnx_scorer
+    real = scoring._onnx_scorer
 
     def scorer(onnx):
         score = real(onnx)
         return lambda x: change(score(x))
-    monkeypatch.setattr(scoring, "onnx_scorer", scorer)
+    monkeypatch.setattr(scoring, "_onnx_scorer", scorer)
 
 
 def test_an_onnx_copy_that_disagrees_with_keras_is_not_kept(monkeypatch):

@@ -57,7 +57,7 @@ def export_onnx(model, check: np.ndarray) -> tuple[bytes | None, str]:
                 warnings.simplefilter("ignore")
                 model.export(str(path), format="onnx", verbose=False)
             onnx = path.read_bytes()
-            got = predict_proba(onnx_scorer(onnx), check)
+            got = predict_proba(_onnx_scorer(onnx), check)
             if got.shape != expected.shape:
                 raise ValueError(f"it gives shape {got.shape}, Keras {expected.shape}")
         except Exception as exc:  # tf2onnx fails on some layers (e.g. EfficientNet's Normalization)
@@ -75,7 +75,7 @@ def load_scorer(model: Path, onnx_sha256: str | None) -> tuple[Scorer, str]:
         path = onnx_path(model)
         onnx = path.read_bytes() if path.exists() else None
         if onnx is not None and sha256(onnx) == onnx_sha256:
-            return onnx_scorer(onnx), "onnx"
+            return _onnx_scorer(onnx), "onnx"
         problem = "is missing" if onnx is None else "is not the one train exported with it"
         log.warning("%s %s; scoring %s with Keras (restore both with `dvc checkout`)", path, problem, model)
     console.tensorflow_imported()  # only here, importing TensorFlow takes seconds; its start-up lines are left out
@@ -85,7 +85,7 @@ def load_scorer(model: Path, onnx_sha256: str | None) -> tuple[Scorer, str]:
     return (lambda x: network.predict(x, batch_size=BATCH, verbose=0)), "keras"
 
 
-def onnx_scorer(onnx: bytes) -> Scorer:
+def _onnx_scorer(onnx: bytes) -> Scorer:
     import onnxruntime
 
     session = onnxruntime.InferenceSession(onnx, providers=["CPUExecutionProvider"])

@@ -26,7 +26,7 @@ from PIL import Image
 
 from imgclf.artifacts import read_json, write_json
 from imgclf.errors import PipelineError
-from imgclf.evaluate.scoring import onnx_scorer
+from imgclf.evaluate.scoring import _onnx_scorer
 from imgclf.records import ServingInfo
 from imgclf.serve.photos import prepare_batch, top_classes
 
@@ -71,7 +71,7 @@ class _OnnxNetwork:
     """An ONNX graph answering predict as a Keras model does."""
 
     def __init__(self, onnx: bytes) -> None:
-        self._score = onnx_scorer(onnx)
+        self._score = _onnx_scorer(onnx)
 
     def predict(self, x: np.ndarray, verbose: int = 0) -> np.ndarray:
         return self._score(x)
