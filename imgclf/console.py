@@ -7,18 +7,20 @@ IMGCLF_VERBOSE=1 leaves every library as it is, for debugging; a switch the user
 
 TensorFlow's import itself logs through Abseil before TF_CPP_MIN_LOG_LEVEL applies (the oneDNN
 and CUDA-driver notices of TensorFlow 2.21, and Abseil's "before absl::InitializeLog()" banner),
-and no switch turns those off; `tensorflow_imported` drops exactly those INFO lines from the import
-and passes every other line through.
+and no switch turns those off; `quiet_import` drops exactly those INFO lines from the import of
+TensorFlow (or of Keras, which imports it) and passes every other line through.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import importlib
 import os
 import re
 import sys
 import tempfile
+import types
 from collections.abc import Iterator
 
 VERBOSE = "IMGCLF_VERBOSE"  # =1: every library's start-up lines and INFO logs, as the library prints them
@@ -77,19 +79,19 @@ def _stderr_captured(lines: list[str]) -> Iterator[None]:
             lines.extend(capture.read().decode(errors="replace").splitlines())
 
 
-def tensorflow_imported():
-    """`import tensorflow`, with its Abseil start-up lines dropped (every line with IMGCLF_VERBOSE=1 or
-    once TensorFlow is imported); other lines it prints pass through, in order, also when the import fails."""
-    if "tensorflow" in sys.modules or verbose():
-        import tensorflow
-        return tensorflow
+def quiet_import(name: str) -> types.ModuleType:
+    """`import <name>` (tensorflow, keras) with TensorFlow's Abseil start-up lines dropped; every other line
+    it prints passes through, in order, also when the import fails. A module already imported, or
+    IMGCLF_VERBOSE=1, is imported as is."""
+    if name in sys.modules or verbose():
+        return importlib.import_module(name)
     lines: list[str] = []
     try:
         with _stderr_captured(lines):
-            import tensorflow
+            module = importlib.import_module(name)
     finally:
         kept = [line for line in lines if not is_startup_line(line)]
         if kept:
             sys.stderr.write("\n".join(kept) + "\n")
             sys.stderr.flush()
-    return tensorflow
+    return module

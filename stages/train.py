@@ -93,8 +93,7 @@ def _import_tensorflow() -> None:
     """TensorFlow and Keras, for a network: without the cyclic collector (imgclf/collector.py) and
     without their start-up lines (imgclf/console.py). The project's Keras modules follow where used."""
     with importing():
-        console.tensorflow_imported()
-        import keras  # noqa: F401
+        console.quiet_import("keras")
 
 
 def _make_deterministic(params: Params) -> None:

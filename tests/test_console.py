@@ -50,7 +50,7 @@ def test_abseil_start_up_lines_are_told_from_every_other_line():
 
 @pytest.mark.parametrize(("verbose", "startup_lines"), [("0", False), ("1", True)])
 def test_tensorflow_imports_without_its_start_up_lines_unless_verbose(tmp_path, verbose, startup_lines):
-    code = ("import sys; from imgclf import console; console.quiet(); console.tensorflow_imported(); "
+    code = ("import sys; from imgclf import console; console.quiet(); console.quiet_import('tensorflow'); "
             "sys.stderr.write('after the import\\n')")
     ran = _run(tmp_path, "-c", code, env={"IMGCLF_VERBOSE": verbose})
     assert ran.returncode == 0, ran.stderr

@@ -59,8 +59,11 @@ def test_its_keras_file_is_the_model_keras_builds_with_the_same_weights(tmp_path
     model, x = _fitted()
     model.save(tmp_path / "model.keras")
     loaded = keras.models.load_model(tmp_path / "model.keras", safe_mode=True)
-    built = keras.Sequential([keras.Input(shape=(3, 3, 1)), keras.layers.Rescaling(1 / 16, name="normalization"),
-                              keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")], name="logreg")
+    # named as Keras names them in a fresh process (its automatic names count up within one)
+    built = keras.Sequential([keras.Input(shape=(3, 3, 1), name="input_layer"),
+                              keras.layers.Rescaling(1 / 16, name="normalization"),
+                              keras.layers.Flatten(name="flatten"),
+                              keras.layers.Dense(3, activation="softmax", name="dense")], name="logreg")
     assert json.loads(json.dumps(loaded.get_config())) == json.loads(json.dumps(built.get_config()))
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x), atol=1e-6)
     np.testing.assert_array_equal(loaded.layers[-1].get_weights()[0], model.kernel)

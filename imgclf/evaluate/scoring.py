@@ -78,8 +78,7 @@ def load_scorer(model: Path, onnx_sha256: str | None) -> tuple[Scorer, str]:
             return _onnx_scorer(onnx), "onnx"
         problem = "is missing" if onnx is None else "is not the one train exported with it"
         log.warning("%s %s; scoring %s with Keras (restore both with `dvc checkout`)", path, problem, model)
-    console.tensorflow_imported()  # only here, importing TensorFlow takes seconds; its start-up lines are left out
-    import keras
+    keras = console.quiet_import("keras")  # only here: importing TensorFlow takes seconds
 
     network = keras.models.load_model(model, safe_mode=True)
     return (lambda x: network.predict(x, batch_size=BATCH, verbose=0)), "keras"

@@ -26,7 +26,6 @@ from PIL import Image
 
 from imgclf.artifacts import read_json, write_json
 from imgclf.errors import PipelineError
-from imgclf.evaluate.scoring import _onnx_scorer
 from imgclf.records import ServingInfo
 from imgclf.serve.photos import prepare_batch, top_classes
 
@@ -68,13 +67,16 @@ class PhotoClassifier(mlflow.pyfunc.PythonModel):
 
 
 class _OnnxNetwork:
-    """An ONNX graph answering predict as a Keras model does."""
+    """An ONNX graph answering predict as a Keras model does: stored pixels in, cast to float32 as Keras does."""
 
     def __init__(self, onnx: bytes) -> None:
-        self._score = _onnx_scorer(onnx)
+        import onnxruntime
+
+        self._session = onnxruntime.InferenceSession(onnx, providers=["CPUExecutionProvider"])
+        self._input = self._session.get_inputs()[0].name
 
     def predict(self, x: np.ndarray, verbose: int = 0) -> np.ndarray:
-        return self._score(x)
+        return self._session.run(None, {self._input: np.asarray(x, dtype=np.float32)})[0]
 
 
 def _photo(value, row: int) -> io.BytesIO:
