@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from imgclf import layout
-from imgclf.artifacts import RowWriter, atomic_dir, read_json, remove_staging, write_array, write_json, write_part
+from imgclf.artifacts import RowWriter, atomic_dir, remove_staging, write_array, write_json, write_part
 from imgclf.data.datasets import get_dataset
-from imgclf.data.folders import from_manifest
+from imgclf.data.folders import scan_image_folder
 from imgclf.data.images import PIXEL_SCALE
 from imgclf.data.preprocess import decode_batches, load_raw, prepare_arrays
 from imgclf.errors import PipelineError
@@ -43,8 +43,9 @@ def main() -> None:
 
 
 def _decode_folder(data: DataParams, out: Path) -> dict:
-    """Decode every listed photo once into <part>_x.npy, a batch at a time (memory stays bounded)."""
-    folder = from_manifest(read_json(layout.RAW_DIR / "manifest.json"))
+    """Decode every photo of data.path once into <part>_x.npy, a batch at a time (memory stays bounded).
+    The folder is listed here, not by download: this stage is the one that depends on it in dvc.yaml."""
+    folder = scan_image_folder(data.path)
     channels = 3 if data.color_mode == "rgb" else 1
     skipped: list[str] = []
     parts = {("train" if split == "all" else split): files for split, files in folder.files.items()}

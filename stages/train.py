@@ -1,4 +1,10 @@
-"""Stage train: fit the model on data/split, track the run in MLflow, then write the model and its records."""
+"""Stage train: fit the model on data/split, track the run in MLflow, then write the model and its records.
+
+TensorFlow is imported only for a network (train.model mlp, cnn, transfer), once params.yaml is
+known good: the scikit-learn baseline (logreg) trains, logs and writes its model without it.
+"""
+
+from __future__ import annotations
 
 import contextlib
 import dataclasses
@@ -8,16 +14,13 @@ import os
 from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-import keras
 import mlflow
-import mlflow.keras
 import numpy as np
-import tensorflow as tf
 from mlflow.models import infer_signature
 
-from imgclf import layout
+from imgclf import console, layout
 from imgclf.artifacts import (
     SplitPart,
     figure_writer,
@@ -29,8 +32,9 @@ from imgclf.artifacts import (
     text_writer,
     write_together,
 )
+from imgclf.collector import importing
 from imgclf.evaluate.scoring import EXPORT_NOTE, ONNX_NAME, export_onnx, sha256
-from imgclf.params import Params, flatten, load_params
+from imgclf.params import AugmentationParams, Params, flatten, load_params
 from imgclf.plots import augmentation_figure
 from imgclf.records import ModelRecord
 from imgclf.runtime import run_stage
@@ -38,21 +42,13 @@ from imgclf.serve.serving import log_photo_model
 from imgclf.tracking import lineage, store
 from imgclf.tracking.run_page import DESCRIPTION_TAG, description, run_name
 from imgclf.train.augmentation import augmentation_preview, preview_rows
-from imgclf.train.callbacks import EpochMetricsLogger
 from imgclf.train.cluster import Cluster
-from imgclf.train.devices import describe_device, op_threads, set_op_threads
 from imgclf.train.history import rows_to_csv
 from imgclf.train.logreg import train_logreg
-from imgclf.train.resume import Backup, run_key
-from imgclf.train.training import (
-    DataSpec,
-    FitOptions,
-    TrainResult,
-    class_weights,
-    make_deterministic,
-    resolve_batch_size,
-    train_network,
-)
+from imgclf.train.result import DataSpec, TrainResult, class_weights, resolve_batch_size
+
+if TYPE_CHECKING:
+    from imgclf.train.resume import Backup
 
 # Named under imgclf, whose lines run_stage formats: run with -m, this module is __main__.
 log = logging.getLogger("imgclf.stages.train")
@@ -68,6 +64,8 @@ class _Inputs(NamedTuple):
 
 def main() -> None:
     params = load_params(layout.PARAMS)
+    if params.train.model != "logreg":
+        _import_tensorflow()
     cluster = Cluster.from_env(params.train.distribute)
     if not cluster.chief:
         return _train_as_worker(params, cluster)
@@ -76,7 +74,7 @@ def main() -> None:
     threads = _set_op_threads(params, inputs.train, inputs.data.n_classes)
     backup, state = _backup(params, cluster)
     with _open_run(params, inputs, threads, state) as (run, data_hint):
-        make_deterministic(params.seed)  # after start_run, whose random run name must not repeat
+        _make_deterministic(params)  # after start_run, whose random run name must not repeat
         result, weights = _fit(params, inputs, backup, state, run.info.run_id)
         onnx, onnx_note = _export_onnx(result.model, inputs.train.x)
         record = _model_record(params, inputs, weights, run.info.run_id, data_hint, onnx)
@@ -89,6 +87,21 @@ def main() -> None:
     if backup is not None:
         backup.remove()  # the stage completed: its outputs are the result now
     _print_summary(result, onnx is not None, onnx_note, run.info.run_id)
+
+
+def _import_tensorflow() -> None:
+    """TensorFlow and Keras, for a network: without the cyclic collector (imgclf/collector.py) and
+    without their start-up lines (imgclf/console.py). The project's Keras modules follow where used."""
+    with importing():
+        console.quiet_import("keras")
+
+
+def _make_deterministic(params: Params) -> None:
+    """A network's seeds and deterministic ops; scikit-learn's solver takes the seed as random_state."""
+    if params.train.model != "logreg":
+        from imgclf.train.training import make_deterministic
+
+        make_deterministic(params.seed)
 
 
 def _read_inputs() -> _Inputs:
@@ -129,13 +142,20 @@ def _open_run(params: Params, inputs: _Inputs, threads: int | None,
 
 def _run_tags(params: Params, threads: int | None) -> tuple[dict[str, str], str]:
     """A new run's tags (dataset, device, commit, dirty, data version, threads per op) and its data hint."""
-    tags = store.run_tags(params.data.dataset, describe_device(), tf.__version__)
+    device = "CPU" if params.train.model == "logreg" else _network_device()
+    tags = store.run_tags(params.data.dataset, device, version("tensorflow"))
     dirty, split_version = lineage.workspace_dirty(), lineage.data_version()
     tags |= {"git.dirty": str(dirty).lower(), **({"dvc.data_version": split_version} if split_version else {})}
     if threads is not None:
         tags["tf.op_threads"] = str(threads) if threads else "default"  # default: TensorFlow's, a thread per core
     data_hint = lineage.checkout_hint(tags["mlflow.source.git.commit"], dirty, split_version, tags.get("dvc.exp_name"))
     return tags, data_hint
+
+
+def _network_device() -> str:
+    from imgclf.train.devices import describe_device
+
+    return describe_device()
 
 
 def _fit(params: Params, inputs: _Inputs, backup: Backup | None, state: dict | None,
@@ -146,6 +166,9 @@ def _fit(params: Params, inputs: _Inputs, backup: Backup | None, state: dict | N
         result = train_logreg(inputs.train, inputs.val, inputs.data, params.train.logreg, weights, params.seed)
         mlflow.log_metrics({k: v for k, v in result.rows[0].items() if k != "epoch"}, step=0)
     else:
+        from imgclf.train.callbacks import EpochMetricsLogger
+        from imgclf.train.training import FitOptions, train_network
+
         options = FitOptions(callbacks=(EpochMetricsLogger(resumed=bool(state)),), backup=backup, resume=state,
                              backup_extra={"mlflow_run_id": run_id})
         result = train_network(inputs.train, inputs.val, inputs.data, params.train, params.seed, options)
@@ -171,16 +194,26 @@ def _model_record(params: Params, inputs: _Inputs, weights: dict[str, float] | N
                        registered_model=params.mlflow.register_model, data_hint=data_hint)
 
 
-def _log_models(params: Params, network: keras.Model, record: ModelRecord, x: np.ndarray,
+def _log_models(params: Params, network, record: ModelRecord, x: np.ndarray,
                 onnx: bytes | None) -> ModelRecord:
-    """Log the raw network, for whoever needs it, and the model a shop serves (photos in, classes out),
-    registered when mlflow.register_model names it; the record with the photo model's ids.
+    """Log the raw network (logreg: the scikit-learn classifier), for whoever needs it, and the model a shop
+    serves (photos in, classes out), registered when mlflow.register_model names it; the record with the
+    photo model's ids.
 
     The served model carries the ONNX copy when there is one: its server scores with ONNX Runtime and
     never imports TensorFlow (still pinned, for the Keras network beside it)."""
     sample = np.asarray(x[:4])
-    mlflow.keras.log_model(network, name="network", pip_requirements=_requirements("tensorflow", "keras"),
-                           signature=infer_signature(sample, network.predict(sample, verbose=0)))
+    if params.train.model == "logreg":
+        import mlflow.sklearn
+
+        features = sample.reshape(len(sample), -1) * np.float32(record.pixel_scale)
+        mlflow.sklearn.log_model(network.classifier, name="network", pip_requirements=_requirements("scikit-learn"),
+                                 signature=infer_signature(features, network.predict(sample)))
+    else:
+        import mlflow.keras
+
+        mlflow.keras.log_model(network, name="network", pip_requirements=_requirements("tensorflow", "keras"),
+                               signature=infer_signature(sample, network.predict(sample, verbose=0)))
     logged = log_photo_model(network, record.serving, x[0],
                              _requirements("tensorflow", "keras", "pillow", "simplejpeg", "opencv-python-headless",
                                            "pandas", "mlflow", *(["onnxruntime"] if onnx else [])),
@@ -190,13 +223,14 @@ def _log_models(params: Params, network: keras.Model, record: ModelRecord, x: np
 
 
 def _augmentation_preview(params: Params, inputs: _Inputs):
-    """A few training images and their augmented versions, as the figure plots/augmentation.png."""
+    """A few training images and their augmented versions, as the figure plots/augmentation.png
+    (logreg trains on the images as they are: none)."""
     images = np.asarray(inputs.train.x[preview_rows(inputs.train.y, PREVIEW_IMAGES)])
-    return augmentation_figure(augmentation_preview(images, params.train.augmentation, params.seed,
-                                                    inputs.data.pixel_scale))
+    augmentation = AugmentationParams() if params.train.model == "logreg" else params.train.augmentation
+    return augmentation_figure(augmentation_preview(images, augmentation, params.seed, inputs.data.pixel_scale))
 
 
-def _export_onnx(network: keras.Model, x: np.ndarray) -> tuple[bytes | None, str]:
+def _export_onnx(network, x: np.ndarray) -> tuple[bytes | None, str]:
     """The ONNX copy evaluate, predict and the served model score without importing TensorFlow, when
     the network exports; the run's `scoring` tag says which runtime scores it."""
     onnx, note = export_onnx(network, x)
@@ -237,6 +271,8 @@ def _requirements(*packages: str) -> list[str]:
 def _train_as_worker(params: Params, cluster: Cluster) -> None:
     """A worker other than the chief: trains its share of each batch; the run and the outputs are the chief's."""
     if params.train.model != "logreg":  # scikit-learn fits in the chief's process alone
+        from imgclf.train.training import make_deterministic, train_network
+
         inputs = _read_inputs()
         _set_op_threads(params, inputs.train, inputs.data.n_classes)
         make_deterministic(params.seed)
@@ -249,6 +285,8 @@ def _set_op_threads(params: Params, train: SplitPart, n_classes: int) -> int | N
     (0: TensorFlow's choice; None: logreg, no TensorFlow). A batch is at most the whole split."""
     if params.train.model == "logreg":
         return None
+    from imgclf.train.devices import op_threads, set_op_threads
+
     batch_size = min(resolve_batch_size(params.train.batch_size, len(train.y)), len(train.y))
     return set_op_threads(op_threads(params.train, train.x.shape[1:], n_classes, batch_size))
 
@@ -260,6 +298,8 @@ def _backup(params: Params, cluster: Cluster) -> tuple[Backup | None, dict | Non
     """
     if params.train.model == "logreg" or cluster.workers > 1:
         return None, None
+    from imgclf.train.resume import Backup, run_key
+
     data = [*layout.part_files(layout.SPLIT_DIR, "train"), *layout.part_files(layout.SPLIT_DIR, "val"),
             layout.meta_file(layout.SPLIT_DIR)]
     source = Path(__file__).resolve().parents[1]  # the project's code, wherever the stage runs from

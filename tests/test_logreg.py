@@ -1,11 +1,14 @@
+import json
+
 import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
 from imgclf.artifacts import SplitPart
+from imgclf.evaluate.scoring import export_onnx
 from imgclf.params import LogregParams
-from imgclf.train.logreg import logreg_to_keras, train_logreg
-from imgclf.train.training import DataSpec
+from imgclf.train.logreg import linear_softmax, train_logreg
+from imgclf.train.result import DataSpec
 
 
 def _data(n_classes, n=120, seed=0):
@@ -16,10 +19,10 @@ def _data(n_classes, n=120, seed=0):
 
 
 @pytest.mark.parametrize("n_classes", [2, 4])
-def test_keras_twin_gives_the_same_probabilities(n_classes):
+def test_linear_softmax_gives_the_classifiers_probabilities(n_classes):
     x, y = _data(n_classes)
     clf = LogisticRegression(max_iter=500).fit(x.reshape(len(x), -1), y)
-    model = logreg_to_keras(clf, (3, 3, 1), n_classes)
+    model = linear_softmax(clf, (3, 3, 1), n_classes)
     np.testing.assert_allclose(model.predict(x, verbose=0), clf.predict_proba(x.reshape(len(x), -1)), atol=1e-5)
 
 
@@ -27,7 +30,7 @@ def test_class_missing_from_training_gets_probability_zero():
     x, y = _data(3)
     keep = y < 2
     clf = LogisticRegression(max_iter=500).fit(x[keep].reshape(keep.sum(), -1), y[keep])
-    probs = logreg_to_keras(clf, (3, 3, 1), 3).predict(x, verbose=0)
+    probs = linear_softmax(clf, (3, 3, 1), 3).predict(x, verbose=0)
     assert probs[:, 2].max() < 1e-6 and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
 
 
@@ -44,3 +47,47 @@ def test_train_logreg_reports_like_a_network():
     assert not {"loss", "accuracy"} & set(result.summary)
     few = train_logreg(train, val, DataSpec(3), LogregParams(max_iter=1), None, seed=0)
     assert not few.summary["converged"] and few.summary["iterations"] == 1
+
+
+def _fitted(n_classes=3, scale=1 / 16):
+    rng = np.random.default_rng(1)
+    y = np.arange(90) % n_classes
+    x = np.clip(rng.normal(4, 3, size=(90, 3, 3, 1)) + y[:, None, None, None] * 4, 0, 16).astype(np.uint8)
+    clf = LogisticRegression(max_iter=500).fit(x.reshape(len(x), -1) * scale, y)
+    return linear_softmax(clf, (3, 3, 1), n_classes, scale), x
+
+
+def test_its_keras_file_is_the_model_keras_builds_with_the_same_weights(tmp_path):
+    import keras
+
+    model, x = _fitted()
+    model.save(tmp_path / "model.keras")
+    loaded = keras.models.load_model(tmp_path / "model.keras", safe_mode=True)
+    # named as Keras names them in a fresh process (its automatic names count up within one)
+    built = keras.Sequential([keras.Input(shape=(3, 3, 1), name="input_layer"),
+                              keras.layers.Rescaling(1 / 16, name="normalization"),
+                              keras.layers.Flatten(name="flatten"),
+                              keras.layers.Dense(3, activation="softmax", name="dense")], name="logreg")
+    assert json.loads(json.dumps(loaded.get_config())) == json.loads(json.dumps(built.get_config()))
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x), atol=1e-6)
+    np.testing.assert_array_equal(loaded.layers[-1].get_weights()[0], model.kernel)
+
+
+def test_its_keras_file_has_the_same_bytes_every_time(tmp_path):
+    model, _ = _fitted()
+    model.save(tmp_path / "a.keras")
+    model.save(tmp_path / "b.keras")
+    assert (tmp_path / "a.keras").read_bytes() == (tmp_path / "b.keras").read_bytes()
+    other, _ = _fitted(scale=1 / 8)
+    other.save(tmp_path / "c.keras")
+    assert (tmp_path / "c.keras").read_bytes() != (tmp_path / "a.keras").read_bytes()
+
+
+def test_its_onnx_graph_gives_its_probabilities_and_passes_the_export_check():
+    import onnxruntime
+
+    model, x = _fitted(n_classes=2)
+    session = onnxruntime.InferenceSession(model.to_onnx(), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(session.run(None, {"image": x.astype(np.float32)})[0], model.predict(x), atol=1e-6)
+    onnx, note = export_onnx(model, x)
+    assert onnx == model.to_onnx() and note.startswith("exported to ONNX"), note

@@ -44,6 +44,7 @@ class Project:
     commit: str  # the commit the baseline model was trained from
     baseline: str  # the commit holding the baseline's dvc.lock and metrics
     run_id: str  # the baseline model's MLflow training run
+    console: str  # what the baseline's `dvc repro` printed (stdout, then stderr)
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +57,7 @@ def project(tmp_path_factory) -> Project:
     commit(repo, "baseline")
     baseline = run(repo, "git", "rev-parse", "HEAD").stdout.strip()
     run_id = json.loads((repo / "models/model.json").read_text())["mlflow_run_id"]
-    return Project(repo, trained_from, baseline, run_id)
+    return Project(repo, trained_from, baseline, run_id, first.stdout + first.stderr)
 
 
 @pytest.fixture
@@ -85,6 +86,30 @@ def test_repro_writes_metrics_plots_and_report(repo):
     plots = dvc(repo, "plots", "show", "--json")
     for title in ("Confusion matrix", "Loss", "Accuracy", "Learning rate", "plots/augmentation.png"):
         assert title in plots.stdout
+
+
+# What DVC itself prints around the stages' own lines.
+DVC_LINE = re.compile(r"(Running stage '\w+':|> python -m stages\.\w+|(Updating|Generating) lock file 'dvc\.lock'"
+                      r"|Stage '\w+' is cached - skipping run, checking out outputs|Stage '\w+' didn't change, skipping"
+                      r"|To track the changes with git, run:|git add \S+( \S+)*|To enable auto staging, run:"
+                      r"|dvc config core\.autostage true|Use `dvc push` to send your updates to remote storage\.)")
+# Keras's line per epoch (fit's verbose=2, off a terminal), which the train stage asks for.
+EPOCH_LINE = re.compile(r"Epoch \d+/\d+|\d+/\d+ - \d+s - \d+[mu]?s/step - .*")
+
+
+def test_a_default_repro_prints_the_projects_lines_dvcs_and_nothing_else(project):
+    """Project lines start with the stage's name or a label (warning:, note:, error:); DVC's are its own
+    messages around each stage; the epochs are Keras's progress lines. TensorFlow and MLflow print nothing."""
+    lines = [line.strip() for line in project.console.splitlines() if line.strip()]
+    ours = [line for line in lines if line.startswith((*(f"{stage}: " for stage in STAGES), "warning: ", "note: "))]
+    dvcs = [line for line in lines if DVC_LINE.fullmatch(line)]
+    epochs = [line for line in lines if EPOCH_LINE.fullmatch(line)]
+    others = [line for line in lines if line not in ours + dvcs + epochs]
+    assert others == [], "\n".join(others)
+    assert {line.split(":")[0] for line in ours} == STAGES
+    assert len(epochs) == 2 * 30  # "Epoch n/30" and its summary, per epoch
+    assert not [line for line in lines if any(noise in line for noise in
+                                              ("I0000", "E0000", "absl", "INFO", "mlflow.", "Downloading"))]
 
 
 def test_training_is_tracked_in_mlflow(repo, project):

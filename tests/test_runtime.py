@@ -104,6 +104,7 @@ def _probe_stage(tmp_path) -> Path:
     package.mkdir()
     (package / "__init__.py").write_text((ROOT / "stages" / "__init__.py").read_text())
     (package / "probe.py").write_text(PROBE)
+    (tmp_path / "params.yaml").write_text("seed: 1\n")  # checked before any stage's imports
     return tmp_path
 
 

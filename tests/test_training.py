@@ -165,6 +165,7 @@ def test_class_weights_reach_the_loss():
 def test_invalid_training_options_stop_the_stage_before_training(tmp_path, monkeypatch, capsys):
     from imgclf import layout
     from imgclf.runtime import run_stage
+    from imgclf.train import training
     from stages import train
     from tests.conftest import write_tiny_split
 
@@ -176,7 +177,7 @@ def test_invalid_training_options_stop_the_stage_before_training(tmp_path, monke
     def must_not_train(*args, **kwargs):
         raise AssertionError("training started despite invalid params")
 
-    monkeypatch.setattr(train, "train_network", must_not_train)
+    monkeypatch.setattr(training, "train_network", must_not_train)  # imported by the stage where it trains
     monkeypatch.setattr(train, "train_logreg", must_not_train)
     for bad, key in (("optimizer: adamax", "train.optimizer"), ("batch_size: 0", "train.batch_size"),
                      ("dropout: 1.5", "train.dropout"), ("learning_rate: -0.01", "train.learning_rate"),
@@ -424,3 +425,34 @@ def test_each_epoch_draws_from_its_own_stream():
     seed = int(state.numpy()[0])
     randomness.on_epoch_begin(3)
     assert int(epoch.numpy()) == 3 and state.numpy().tolist() == [seed, 3 << 32]
+
+
+class _Console:
+    """A stdout that is a terminal or not, keeping what is written to it."""
+
+    def __init__(self, tty: bool) -> None:
+        self.tty, self.text = tty, ""
+
+    def isatty(self) -> bool:
+        return self.tty
+
+    def write(self, text: str) -> int:
+        self.text += text
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("tty", [True, False])
+def test_fit_draws_a_progress_bar_on_a_terminal_and_one_line_per_epoch_elsewhere(monkeypatch, tty):
+    import sys
+
+    console = _Console(tty)
+    monkeypatch.setattr(sys, "stdout", console)
+    _train(epochs=2, batch_size=8, steps_per_execution=1)
+    assert console.text.count("Epoch ") == 2
+    # a bar is redrawn in place within the epoch (carriage returns); a log gets whole lines only
+    assert ("\r" in console.text) == tty, repr(console.text[:300])
+    if not tty:
+        assert len([line for line in console.text.splitlines() if "/step" in line]) == 2

@@ -27,7 +27,8 @@ def scan_image_folder(root: str | Path) -> FolderDataset:
     """Find classes and files; fail before any work on a layout that cannot be trained on."""
     root = Path(root).expanduser()
     if not root.is_dir():
-        raise PipelineError(f"data.path = {str(root)!r} is not a folder; point it at a folder of class folders")
+        raise PipelineError(f"data.path = {str(root)!r} is not a folder (looked for {root.resolve()}); "
+                            "point it at a folder of class folders")
     subdirs = {d.name: d for d in _visible(root) if d.is_dir()}
     split_dirs = {name: d for name, d in subdirs.items() if name in SPLIT_FOLDERS}
     if split_dirs:
@@ -100,15 +101,3 @@ def _ignored(path: Path, root: Path) -> bool:
     """Hidden files and folders (.DS_Store, .git) and Windows' Thumbs.db / desktop.ini are not photos."""
     return path.name.lower() in SYSTEM_FILES or any(part.startswith(".") for part in path.relative_to(root).parts)
 
-
-def to_manifest(dataset: FolderDataset) -> dict:
-    """A JSON-able listing: class names and, per split, each file with its label."""
-    return {
-        "class_names": list(dataset.class_names),
-        "files": {split: [[str(path), label] for path, label in files] for split, files in dataset.files.items()},
-    }
-
-
-def from_manifest(manifest: dict) -> FolderDataset:
-    files = {split: [(Path(p), int(label)) for p, label in rows] for split, rows in manifest["files"].items()}
-    return FolderDataset(tuple(manifest["class_names"]), files)

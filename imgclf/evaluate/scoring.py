@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from imgclf import layout
+from imgclf import console, layout
 from imgclf.artifacts import rows_per_chunk
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ def load_scorer(model: Path, onnx_sha256: str | None, onnx_file: Path | None = N
         problem = "is missing" if onnx is None else "is not the one train exported with it"
         restore = "" if onnx_file else " (restore both with `dvc checkout`)"
         log.warning("%s %s; scoring %s with Keras%s", path, problem, model, restore)
-    import keras  # only here: importing TensorFlow takes seconds
+    keras = console.quiet_import("keras")  # only here: importing TensorFlow takes seconds
 
     network = keras.models.load_model(model, safe_mode=True)
     return (lambda x: network.predict(x, batch_size=BATCH, verbose=0)), "keras"

@@ -1,11 +1,19 @@
-"""Random transforms of training images, as Keras preprocessing layers, each with its own seed."""
+"""Random transforms of training images, as Keras preprocessing layers, each with its own seed.
+
+Keras (and with it TensorFlow) is imported only when a transform is on: logreg's preview, and any
+preview without augmentation, shows the images as they are without importing it.
+"""
 
 from __future__ import annotations
 
-import keras
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from imgclf.params import AugmentationParams
+
+if TYPE_CHECKING:
+    import keras
 
 # Each transform draws from its own stream. One shared integer seed would start every layer's
 # stream at the same point, so rotation, zoom, shift, flip and contrast would move together.
@@ -22,6 +30,10 @@ def build_augmentation(aug: AugmentationParams, seed: int, max_value: float = 1.
 
     They work on pixels as stored, 0..max_value (1 / pixel_scale), before the model's normalization.
     """
+    if not aug.enabled:
+        return None
+    import keras
+
     fill = {"fill_mode": "constant", "fill_value": 0.0}
     layers = []
     if aug.rotation:
@@ -55,5 +67,7 @@ def augmentation_preview(images: np.ndarray, aug: AugmentationParams, seed: int,
     images = images.astype(np.float32)
     versions = [images]
     if augment is not None:
+        import keras
+
         versions += [keras.ops.convert_to_numpy(augment(images, training=True)) for _ in range(copies)]
     return np.clip(np.stack(versions, axis=1) * np.float32(pixel_scale), 0, 1)

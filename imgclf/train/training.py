@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
-import numpy as np
 import tensorflow as tf
-from sklearn.utils.class_weight import compute_class_weight
 
 from imgclf.artifacts import SplitPart
 from imgclf.params import CallbackParams, TrainParams
@@ -22,30 +21,8 @@ from imgclf.train.callbacks import EpochRandomness, LearningRateLogger, build_ca
 from imgclf.train.devices import describe_strategy, make_strategy
 from imgclf.train.history import best_epoch, history_rows
 from imgclf.train.model import build_model, compile_model
+from imgclf.train.result import DataSpec, TrainResult, class_weights, resolve_batch_size
 from imgclf.train.resume import Backup, EpochBackup
-
-
-@dataclass
-class TrainResult:
-    model: keras.Model
-    rows: list[dict]  # one per epoch, for plots/history.csv
-    summary: dict  # for metrics/train.json
-    tags: dict = field(default_factory=dict)  # for the MLflow run
-    fit_seconds: float = 0.0  # wall time of fit (validation included): timing, kept out of the metrics files
-    samples_seen: int = 0  # training samples over all epochs run
-
-    @property
-    def samples_per_second(self) -> float | None:
-        """Fit throughput of this process (None when it fitted nothing: logreg, or a resume past the last epoch)."""
-        return self.samples_seen / self.fit_seconds if self.fit_seconds else None
-
-
-@dataclass(frozen=True)
-class DataSpec:
-    """What the split holds, as the model's shape needs it: how many classes, and the scale of its pixels."""
-
-    n_classes: int
-    pixel_scale: float = 1.0  # the model's first layer multiplies stored pixels by it, to [0, 1]
 
 
 @dataclass(frozen=True)
@@ -62,22 +39,6 @@ def make_deterministic(seed: int) -> None:
     """Seed Python, NumPy and TensorFlow and make TF ops deterministic (same params, same metrics on CPU)."""
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
-
-
-def resolve_batch_size(batch_size: int | str, n_samples: int) -> int:
-    """`full` is batch gradient descent: the whole training split in one step per epoch."""
-    return n_samples if batch_size == "full" else int(batch_size)
-
-
-def class_weights(y: np.ndarray, n_classes: int, mode: str) -> dict[int, float] | None:
-    """Per-class loss weights: none, or balanced (n_samples / (n_classes * count))."""
-    if mode == "none":
-        return None
-    present = np.unique(y)
-    weights = compute_class_weight("balanced", classes=present, y=y)
-    return {int(c): round(float(w), 6) for c, w in zip(present, weights)} | {
-        c: 1.0 for c in range(n_classes) if c not in present
-    }
 
 
 def train_network(train: SplitPart, val: SplitPart, data: DataSpec, params: TrainParams, seed: int,
@@ -119,7 +80,7 @@ def train_network(train: SplitPart, val: SplitPart, data: DataSpec, params: Trai
         started = time.perf_counter()
         history = model.fit(train_ds, validation_data=val_ds, epochs=params.epochs, initial_epoch=initial_epoch,
                             callbacks=callbacks, class_weight=class_weights(train.y, n_classes, params.class_weight),
-                            shuffle=False, verbose=2)
+                            shuffle=False, verbose=_progress())
         fit_seconds = time.perf_counter() - started
         steps_taken = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
         if best.exists():
@@ -142,6 +103,12 @@ def train_network(train: SplitPart, val: SplitPart, data: DataSpec, params: Trai
         "val_loss": round(float(val_loss), 6),
         "val_accuracy": round(float(val_accuracy), 6),
     })
+
+
+def _progress() -> int:
+    """Keras's verbosity: its progress bar, updated within each epoch, on a terminal; one line per epoch
+    elsewhere (DVC's log in CI, a file), where a bar would print a line per update."""
+    return 1 if sys.stdout.isatty() else 2
 
 
 def _detached(model: keras.Model, params: TrainParams, steps: int) -> keras.Model:
