@@ -51,6 +51,7 @@ def test_tags_name_the_dvc_experiment_and_the_device(project, monkeypatch):
 
 def test_a_failed_training_run_is_marked_failed(project, monkeypatch):
     from imgclf import layout
+    from imgclf.train import training
     from stages import train
     from tests.conftest import write_tiny_split
 
@@ -61,7 +62,8 @@ def test_a_failed_training_run_is_marked_failed(project, monkeypatch):
     def broken_fit(*args, **kwargs):
         raise RuntimeError("out of memory")
 
-    monkeypatch.setattr(train, "train_network", broken_fit)
+    # the stage imports train_network from its module when it fits (TensorFlow only for a network)
+    monkeypatch.setattr(training, "train_network", broken_fit)
     with pytest.raises(RuntimeError, match="out of memory"):
         train.main()
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
