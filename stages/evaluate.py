@@ -30,9 +30,10 @@ def main() -> None:
         with importing():
             from imgclf.tracking.evaluation_run import evaluation_run, log_evaluation
 
-        with evaluation_run(record.mlflow_run_id) as run:
+        with evaluation_run(params.mlflow.experiment_name, record) as (run, trained):
             scored = scoring.result()
-            champion = run is not None and log_evaluation(run, record, scored, class_names, test, params.data)
+            champion = run is not None and log_evaluation(run, trained, record, scored, class_names, test,
+                                                          params.data)
             # Outputs last and together, inside the run: when anything fails, the run is marked FAILED.
             write_together({
                 layout.EVAL_METRICS: json_writer(scored.summary),
@@ -43,9 +44,9 @@ def main() -> None:
             })
         if run is not None:
             print(f"evaluate: logged as MLflow run {run.info.run_id}, nested under training run "
-                  f"{record.mlflow_run_id}")
+                  f"{trained.run_id}")
     if champion:
-        print(f"evaluate: {record.registered_model} version {record.registered_version} is the champion "
+        print(f"evaluate: {record.registered_model} version {trained.registered_version} is the champion "
               f"(test accuracy {scored.summary['accuracy']})")
     print(f"evaluate: {scored.summary}")
 

@@ -8,8 +8,9 @@ from imgclf.evaluate.metrics import confident_mistakes
 from imgclf.params import flatten, load_params
 from imgclf.plots import image_grid_figure, learning_curves_figure, prediction_captions
 from imgclf.records import ModelRecord
-from imgclf.report.render import build_context, relevant_params, render_html, render_markdown
+from imgclf.report.render import RunPointer, build_context, relevant_params, render_html, render_markdown
 from imgclf.runtime import run_stage
+from imgclf.tracking.model_run import TrainingRun, describe, find_training_run, runs_link, search_filter
 from imgclf.train.history import read_history
 
 GRID = 25
@@ -18,7 +19,10 @@ MISTAKE_ROWS = 10
 
 def main() -> None:
     remove_staging(*layout.OUTPUTS["report"])
-    params = relevant_params(flatten(load_params(layout.PARAMS)))
+    loaded = load_params(layout.PARAMS)
+    params = relevant_params(flatten(loaded))
+    record = ModelRecord.read(layout.MODEL_INFO)
+    trained = find_training_run(loaded.mlflow.experiment_name, record)  # named in the report by its model file
     x_test, y = read_part(layout.SPLIT_DIR, "test")
     meta = read_json(layout.meta_file(layout.SPLIT_DIR))
     class_names = meta["class_names"]
@@ -38,10 +42,21 @@ def main() -> None:
                   "mistakes": layout.MISTAKES_PNG}
         context = build_context(params, read_json(layout.SPLIT_METRICS), read_json(layout.TRAIN_METRICS),
                                 read_json(layout.EVAL_METRICS), read_json(layout.CLASS_REPORT),
-                                ModelRecord.read(layout.MODEL_INFO).class_weights, mistakes, images)
+                                record.class_weights, mistakes, images,
+                                _run_pointer(loaded.mlflow.experiment_name, record, trained))
         write_text(out / "report.html", render_html(context))
         write_text(out / "report.md", render_markdown(context, relative_to=out))
-    print(f"report: {layout.REPORT_DIR / 'report.html'}, {layout.REPORT_DIR / 'report.md'}")
+    print(f"report: {layout.REPORT_DIR / 'report.html'}, {layout.REPORT_DIR / 'report.md'}; the model's training run: "
+          + (describe(trained) if trained else f"none in MLflow (search {search_filter(record.model_sha256)})"))
+
+
+def _run_pointer(experiment: str, record: ModelRecord, trained: TrainingRun | None) -> RunPointer:
+    """The training run as the report names it: its experiment and model file, a server's page of it.
+
+    The run id is left to the console: the report is a DVC output, the same on every rerun.
+    """
+    sha = record.model_sha256
+    return RunPointer(experiment, sha, search_filter(sha), runs_link(trained, sha))
 
 
 if __name__ == "__main__":
