@@ -239,7 +239,7 @@ def test_a_fresh_clone_reproduces_its_own_dvc_lock(repo, project, tmp_path):
     assert found != project.run_id
     assert found in run(clone, sys.executable, "-m", "imgclf.tracking.model_run").stdout
     sha = json.loads((clone / "models/model.json").read_text())["model_sha256"]
-    assert f"search `tags.`model.sha256` = '{sha}'`" in (clone / "reports/report.md").read_text()
+    assert f"search `` tags.`model.sha256` = '{sha}' ``" in (clone / "reports/report.md").read_text()
 
 
 def test_report_renders_in_chromium(repo, tmp_path):

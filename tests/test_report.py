@@ -110,7 +110,7 @@ def test_the_report_lists_the_params_of_its_own_model_only():
 def test_the_report_names_the_training_run_by_its_model_file_and_links_a_server(tmp_path):
     (tmp_path / "reports").mkdir()
     local = render_markdown(_context(tmp_path), relative_to=tmp_path / "reports")
-    assert f"search `tags.`model.sha256` = '{SHA}'`" in local and "python -m imgclf.tracking.model_run" in local
+    assert f"search `` tags.`model.sha256` = '{SHA}' ``" in local and "python -m imgclf.tracking.model_run" in local
     assert "](http" not in local
     link = f"http://mlflow.example.invalid:5000/#/experiments/7/runs?searchFilter=tags.%60model.sha256%60%20%3D%20%27{SHA}%27"
     served = _context(tmp_path, run=RunPointer("image-classifier", SHA, LOCAL.search, link))
