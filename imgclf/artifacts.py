@@ -109,8 +109,10 @@ def json_writer(data: Any) -> Callable[[Path], None]:
 
 
 def figure_writer(figure) -> Callable[[Path], None]:
-    """A matplotlib figure as PNG."""
-    return lambda path: figure.savefig(path, format="png", dpi=110, bbox_inches="tight")
+    """A matplotlib figure as PNG whose bytes are its pixels': no metadata chunk (matplotlib's default one
+    names its version), so the same figure is the same file for DVC on any machine."""
+    return lambda path: figure.savefig(path, format="png", dpi=110, bbox_inches="tight",
+                                       metadata={"Software": None})
 
 
 def png_bytes(figure) -> bytes:

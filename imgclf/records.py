@@ -2,8 +2,12 @@
 
 Train writes it (`ModelRecord.writer`); evaluate, report, predict and serving read it
 (`ModelRecord.read`). The JSON keys keep the order of the fields below. The model's identity
-(dataset, model, class names, input shape, its MLflow run) is required; any other key a file
-lacks reads as None (or ""), so a record with fewer fields still reads.
+(dataset, model, class names, input shape, the sha256 of the model file) is required; any other
+key a file lacks reads as None, so a record with fewer fields still reads.
+
+It is a DVC output that a rerun reproduces byte for byte, so it holds nothing a rerun changes: no
+MLflow run or model id, no registry version, no commit. Those are looked up in MLflow by the model
+file's sha256, which its training run carries as a tag (imgclf.tracking.model_run).
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ class ServingInfo:
 
 @dataclass(frozen=True, kw_only=True)
 class ModelRecord:
-    """A trained model's record: its data, classes and input, its ONNX copy, its MLflow run and registration.
+    """A trained model's record: its data, classes and input, the hashes of its files, its registry name.
 
     The fields are in model.json's key order; those without a default are required.
     """
@@ -57,11 +61,8 @@ class ModelRecord:
     pixel_scale: float | None = None  # the model's first layer multiplies stored pixels by it
     class_weights: dict[str, float] | None = None  # per class name, when train.class_weight is balanced
     onnx_sha256: str | None = None  # of models/onnx/model.onnx; None: the model has no ONNX copy
-    mlflow_run_id: str  # the training run
-    mlflow_model_id: str | None = None  # the photo model logged in that run
-    registered_model: str | None = None  # mlflow.register_model
-    registered_version: int | None = None  # its version in the registry, when registered
-    data_hint: str = ""  # the commands that bring back the model's data
+    model_sha256: str  # of models/model.keras: the tag that finds its MLflow training run
+    registered_model: str | None = None  # mlflow.register_model: the name its versions are registered under
 
     @property
     def serving(self) -> ServingInfo:

@@ -31,10 +31,10 @@ def main() -> None:
         with importing():
             from imgclf.tracking.evaluation_run import evaluation_run, log_evaluation
 
-        with evaluation_run(record.mlflow_run_id) as run:
+        with evaluation_run(params.mlflow.experiment_name, record) as (run, trained):
             scored = scoring.result()
             if run is not None:  # and the registered version's figures, which the report stage judges the champion by
-                log_evaluation(run, record, scored, class_names, test, params.data)
+                log_evaluation(run, trained, record, scored, class_names, test, params.data)
             # Outputs last and together, inside the run: when anything fails, the run is marked FAILED.
             write_together({
                 layout.EVAL_METRICS: json_writer(scored.summary),
@@ -45,7 +45,7 @@ def main() -> None:
             })
         if run is not None:
             print(f"evaluate: logged as MLflow run {run.info.run_id}, nested under training run "
-                  f"{record.mlflow_run_id}")
+                  f"{trained.run_id}")
     print(f"evaluate: {scored.summary}")
 
 

@@ -21,8 +21,9 @@ from imgclf.evaluate.metrics import confident_mistakes
 from imgclf.params import flatten, load_params
 from imgclf.plots import image_grid_figure, learning_curves_figure, prediction_captions
 from imgclf.records import ModelRecord
-from imgclf.report.render import build_context, relevant_params, render_html, render_markdown
+from imgclf.report.render import RunPointer, build_context, relevant_params, render_html, render_markdown
 from imgclf.runtime import run_stage
+from imgclf.tracking.model_run import TrainingRun, describe, find_training_run, runs_link, search_filter
 from imgclf.train.history import read_history
 
 GRID = 25
@@ -35,10 +36,11 @@ def main() -> None:
     remove_staging(*layout.OUTPUTS["report"])
     loaded = load_params(layout.PARAMS)
     params = relevant_params(flatten(loaded))
+    record = ModelRecord.read(layout.MODEL_INFO)
+    trained = find_training_run(loaded.mlflow.experiment_name, record)  # named in the report by its model file
     test = read_part(layout.SPLIT_DIR, "test")
     x_test, y = test
     meta = read_json(layout.meta_file(layout.SPLIT_DIR))
-    record = ModelRecord.read(layout.MODEL_INFO)
     evaluation = read_json(layout.EVAL_METRICS)
     class_names = meta["class_names"]
     probs = np.asarray(read_array(layout.PREDICTIONS))
@@ -56,33 +58,45 @@ def main() -> None:
                   "augmentation": layout.AUGMENTATION_PNG, "confusion": layout.CONFUSION_PNG,
                   "mistakes": layout.MISTAKES_PNG}
         context = build_context(params, read_json(layout.SPLIT_METRICS), read_json(layout.TRAIN_METRICS),
-                                evaluation, read_json(layout.CLASS_REPORT), record.class_weights, mistakes, images)
+                                evaluation, read_json(layout.CLASS_REPORT), record.class_weights, mistakes, images,
+                                _run_pointer(loaded.mlflow.experiment_name, record, trained))
         write_text(out / "report.html", render_html(context))
         write_text(out / "report.md", render_markdown(context, relative_to=out))
-    print(f"report: {layout.REPORT_DIR / 'report.html'}, {layout.REPORT_DIR / 'report.md'}")
-    if record.registered_version:
+    print(f"report: {layout.REPORT_DIR / 'report.html'}, {layout.REPORT_DIR / 'report.md'}; the model's training run: "
+          + (describe(trained) if trained else f"none in MLflow (search {search_filter(record.model_sha256)})"))
+    if trained is not None and trained.registered_version:
         # Last of the last stage: a pipeline that failed anywhere before never moves the alias.
-        _settle_champion(record, loaded.mlflow.champion_metric, test, meta["pixel_scale"], evaluation)
+        _settle_champion(record, trained.registered_version, loaded.mlflow.champion_metric, test,
+                         meta["pixel_scale"], evaluation)
 
 
-def _settle_champion(record: ModelRecord, metric: str, test: SplitPart, pixel_scale: float,
+def _settle_champion(record: ModelRecord, version: int, metric: str, test: SplitPart, pixel_scale: float,
                      figures: dict[str, float]) -> None:
     """Make the model's registered version the champion if it is of the champion's task and beats it by
     `metric` on this test set (the champion scored on it when it was not before)."""
-    with importing():  # MLflow, only for a registered model
+    with importing():  # the registry and its scoring, only for a registered model
         from imgclf.tracking import store
         from imgclf.tracking.registry import Task, digest_test_set, promote_champion, score_version
 
     store.connect()
     name = record.registered_model
     promotion = promote_champion(
-        name, record.registered_version, Task(record.class_names, record.input_shape),
+        name, version, Task(record.class_names, record.input_shape),
         digest_test_set(*(file_md5(path) for path in layout.part_files(layout.SPLIT_DIR, "test"))), figures, metric,
         lambda champion: score_version(name, champion, test, pixel_scale))
     if promotion.warning:
         log.warning("%s", promotion.note)
     else:
         print(f"report: {promotion.note}")
+
+
+def _run_pointer(experiment: str, record: ModelRecord, trained: TrainingRun | None) -> RunPointer:
+    """The training run as the report names it: its experiment and model file, a server's page of it.
+
+    The run id is left to the console: the report is a DVC output, the same on every rerun.
+    """
+    sha = record.model_sha256
+    return RunPointer(experiment, sha, search_filter(sha), runs_link(trained, sha))
 
 
 if __name__ == "__main__":

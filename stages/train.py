@@ -7,7 +7,6 @@ known good: the scikit-learn baseline (logreg) trains, logs and writes its model
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import logging
 import os
@@ -23,6 +22,7 @@ from mlflow.models import infer_signature
 from imgclf import console, layout
 from imgclf.artifacts import (
     SplitPart,
+    bytes_writer,
     figure_writer,
     folder_writer,
     json_writer,
@@ -44,6 +44,7 @@ from imgclf.tracking.run_page import DESCRIPTION_TAG, description, run_name
 from imgclf.train.augmentation import augmentation_preview, preview_rows
 from imgclf.train.cluster import Cluster
 from imgclf.train.history import rows_to_csv
+from imgclf.train.keras_archive import archive_bytes
 from imgclf.train.logreg import train_logreg
 from imgclf.train.result import DataSpec, TrainResult, class_weights, resolve_batch_size
 
@@ -77,13 +78,14 @@ def main() -> None:
         _make_deterministic(params)  # after start_run, whose random run name must not repeat
         result, weights = _fit(params, inputs, backup, state, run.info.run_id)
         onnx, onnx_note = _export_onnx(result.model, inputs.train.x)
-        record = _model_record(params, inputs, weights, run.info.run_id, data_hint, onnx)
-        record = _log_models(params, result.model, record, inputs.train.x, onnx)
+        model_file = _model_file(result.model)
+        record = _model_record(params, inputs, weights, model_file, onnx)
+        _log_models(params, result.model, record, inputs.train.x, onnx)
         preview = _augmentation_preview(params, inputs)
-        mlflow.set_tag(DESCRIPTION_TAG, description(record.dataset, record.model, result.summary, record.data_hint))
+        mlflow.set_tag(DESCRIPTION_TAG, description(record.dataset, record.model, result.summary, data_hint))
         # Outputs last and together: when training or tracking fails, the run is marked FAILED
         # and none of the stage's files is replaced.
-        _write_outputs(result, record, onnx, onnx_note, preview)
+        _write_outputs(result, record, model_file, onnx, onnx_note, preview)
     if backup is not None:
         backup.remove()  # the stage completed: its outputs are the result now
     _print_summary(result, onnx is not None, onnx_note, run.info.run_id)
@@ -148,8 +150,7 @@ def _run_tags(params: Params, threads: int | None) -> tuple[dict[str, str], str]
     tags |= {"git.dirty": str(dirty).lower(), **({"dvc.data_version": split_version} if split_version else {})}
     if threads is not None:
         tags["tf.op_threads"] = str(threads) if threads else "default"  # default: TensorFlow's, a thread per core
-    data_hint = lineage.checkout_hint(tags["mlflow.source.git.commit"], dirty, split_version, tags.get("dvc.exp_name"))
-    return tags, data_hint
+    return tags, lineage.run_checkout_hint(tags)  # as evaluate, which finds the run, reads it back
 
 
 def _network_device() -> str:
@@ -184,21 +185,19 @@ def _fit(params: Params, inputs: _Inputs, backup: Backup | None, state: dict | N
     return result, named_weights
 
 
-def _model_record(params: Params, inputs: _Inputs, weights: dict[str, float] | None, run_id: str,
-                  data_hint: str, onnx: bytes | None) -> ModelRecord:
-    """models/model.json as far as it is known before the models are logged."""
+def _model_record(params: Params, inputs: _Inputs, weights: dict[str, float] | None, model_file: bytes,
+                  onnx: bytes | None) -> ModelRecord:
+    """models/model.json: the model's data, classes and input, and the hashes of its files."""
     return ModelRecord(dataset=params.data.dataset, model=params.train.model, class_names=tuple(inputs.class_names),
                        input_shape=inputs.train.x.shape[1:], input_dtype=str(inputs.train.x.dtype),
                        pixel_scale=inputs.data.pixel_scale, class_weights=weights,
-                       onnx_sha256=sha256(onnx) if onnx else None, mlflow_run_id=run_id,
-                       registered_model=params.mlflow.register_model, data_hint=data_hint)
+                       onnx_sha256=sha256(onnx) if onnx else None, model_sha256=sha256(model_file),
+                       registered_model=params.mlflow.register_model)
 
 
-def _log_models(params: Params, network, record: ModelRecord, x: np.ndarray,
-                onnx: bytes | None) -> ModelRecord:
+def _log_models(params: Params, network, record: ModelRecord, x: np.ndarray, onnx: bytes | None) -> None:
     """Log the raw network (logreg: the scikit-learn classifier), for whoever needs it, and the model a shop
-    serves (photos in, classes out), registered when mlflow.register_model names it; the record with the
-    photo model's ids.
+    serves (photos in, classes out), registered when mlflow.register_model names it.
 
     The served model carries the ONNX copy when there is one: its server scores with ONNX Runtime and
     never imports TensorFlow (still pinned, for the Keras network beside it)."""
@@ -214,12 +213,18 @@ def _log_models(params: Params, network, record: ModelRecord, x: np.ndarray,
 
         mlflow.keras.log_model(network, name="network", pip_requirements=_requirements("tensorflow", "keras"),
                                signature=infer_signature(sample, network.predict(sample, verbose=0)))
-    logged = log_photo_model(network, record.serving, x[0],
-                             _requirements("tensorflow", "keras", "pillow", "simplejpeg", "opencv-python-headless",
-                                           "pandas", "mlflow", *(["onnxruntime"] if onnx else [])),
-                             registered_model_name=params.mlflow.register_model, onnx=onnx)
-    return dataclasses.replace(record, mlflow_model_id=logged.model_id,
-                               registered_version=logged.registered_model_version)
+    log_photo_model(network, record.serving, x[0],
+                    _requirements("tensorflow", "keras", "pillow", "simplejpeg", "opencv-python-headless",
+                                  "pandas", "mlflow", *(["onnxruntime"] if onnx else [])),
+                    registered_model_name=params.mlflow.register_model, onnx=onnx)
+
+
+def _model_file(network) -> bytes:
+    """models/model.keras, the same bytes for the same model (imgclf.train.keras_archive); the run is tagged
+    with their sha256, by which evaluate and the report find it (imgclf.tracking.model_run)."""
+    model_file = archive_bytes(network)
+    mlflow.set_tag(store.MODEL_SHA256_TAG, sha256(model_file))
+    return model_file
 
 
 def _augmentation_preview(params: Params, inputs: _Inputs):
@@ -238,12 +243,13 @@ def _export_onnx(network, x: np.ndarray) -> tuple[bytes | None, str]:
     return onnx, note
 
 
-def _write_outputs(result: TrainResult, record: ModelRecord, onnx: bytes | None, onnx_note: str, preview) -> None:
-    """Every output of the stage, together (imgclf.artifacts.write_together); the record names the ONNX copy."""
+def _write_outputs(result: TrainResult, record: ModelRecord, model_file: bytes, onnx: bytes | None, onnx_note: str,
+                   preview) -> None:
+    """Every output of the stage, together (imgclf.artifacts.write_together)."""
     onnx_files = {EXPORT_NOTE: json.dumps({"exported": onnx is not None, "note": onnx_note}).encode(),
                   **({ONNX_NAME: onnx} if onnx else {})}
     write_together({
-        layout.MODEL: result.model.save,
+        layout.MODEL: bytes_writer(model_file),
         layout.ONNX_DIR: folder_writer(onnx_files),
         layout.MODEL_INFO: record.writer(),
         layout.TRAIN_METRICS: json_writer(result.summary),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -122,6 +123,17 @@ def mlflow_runs(repo: Path):
 
 def training_runs(runs: list) -> list:
     return [r for r in runs if r.data.tags.get("stage") == "train"]
+
+
+def model_run_id(repo: Path) -> str:
+    """The MLflow training run of the model in the repo's models/, as evaluate finds it: the newest finished
+    training run tagged with the sha256 of models/model.keras (model.json holds no run id)."""
+    sha = json.loads((repo / "models/model.json").read_text())["model_sha256"]
+    assert sha == hashlib.sha256((repo / "models/model.keras").read_bytes()).hexdigest()
+    found = [r for r in training_runs(mlflow_runs(repo)[1])
+             if r.data.tags.get("model.sha256") == sha and r.info.status == "FINISHED"]
+    assert found, f"no finished training run tagged model.sha256 = {sha}"
+    return found[-1].info.run_id
 
 
 def evaluations(runs: list, training_run_id: str) -> list:

@@ -6,7 +6,9 @@ import pytest
 from imgclf.artifacts import (
     RowWriter,
     atomic_dir,
+    figure_writer,
     folder_writer,
+    json_writer,
     read_json,
     read_part,
     rows_per_chunk,
@@ -157,3 +159,33 @@ def test_a_folder_output_is_replaced_whole_or_not_at_all(tmp_path):
     write_together({out: folder_writer({})})  # a model that did not export: an empty folder
     assert out.is_dir() and not list(out.iterdir())
     assert oct(out.stat().st_mode & 0o111) != "0o0"  # a folder one can enter, not a 0600 temp file's mode
+
+
+def _png_chunks(data: bytes) -> list[bytes]:
+    """The chunk types of a PNG file, in order."""
+    chunks, at = [], 8
+    while at < len(data):
+        length = int.from_bytes(data[at:at + 4], "big")
+        chunks.append(data[at + 4:at + 8])
+        at += 12 + length
+    return chunks
+
+
+def test_the_same_figure_or_json_written_twice_is_the_same_bytes(tmp_path):
+    # Each is a DVC output: a rerun must reproduce the hash dvc.lock holds.
+    from matplotlib.figure import Figure
+
+    def figure() -> Figure:
+        fig = Figure(figsize=(2, 2))
+        fig.add_subplot().plot([0, 1, 0.5], marker=".")
+        return fig
+
+    for name, writer in (("a.png", figure_writer(figure())), ("b.png", figure_writer(figure())),
+                         ("a.json", json_writer({"b": [1, 2.5], "a": None})),
+                         ("b.json", json_writer({"b": [1, 2.5], "a": None}))):
+        write_together({tmp_path / name: writer})
+    png = (tmp_path / "a.png").read_bytes()
+    assert png == (tmp_path / "b.png").read_bytes()
+    assert _png_chunks(png)[0] == b"IHDR" and b"tEXt" not in _png_chunks(png)  # no "Software: matplotlib x.y"
+    assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes() == (
+        b'{\n  "b": [\n    1,\n    2.5\n  ],\n  "a": null\n}\n')

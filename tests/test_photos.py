@@ -21,6 +21,7 @@ from tests.dvc_project import (
     experiments,
     make_project,
     mlflow_runs,
+    model_run_id,
     reset,
     run,
     set_param,
@@ -157,7 +158,7 @@ def test_a_restored_model_scored_on_a_changed_test_set_keeps_both_evaluations(re
     # params no other test trains with, so the first run trains and the second can only be a restore
     unique = ("-S", "train.epochs=3", "-S", "train.learning_rate=0.0042")
     dvc(repo, "exp", "run", "-n", "test-v1", "-S", f"data.path={shop}", *unique)
-    model_run = json.loads((repo / "models/model.json").read_text())["mlflow_run_id"]
+    model_run = model_run_id(repo)
     first = json.loads((repo / "metrics/eval.json").read_text())
 
     run(repo, "git", "checkout", "-q", "--", ".")  # back to the baseline params; the run-cache has the change
@@ -165,7 +166,7 @@ def test_a_restored_model_scored_on_a_changed_test_set_keeps_both_evaluations(re
     result = dvc(repo, "exp", "run", "-n", "test-v2", "-S", f"data.path={shop}", *unique)
     assert stages_restored(result) == {"train"} and "Running stage 'evaluate'" in result.stdout
     assert f"note: this model was trained earlier, in MLflow run {model_run}" in result.stderr
-    assert json.loads((repo / "models/model.json").read_text())["mlflow_run_id"] == model_run
+    assert model_run_id(repo) == model_run
     second = json.loads((repo / "metrics/eval.json").read_text())
 
     client, runs = mlflow_runs(repo)

@@ -25,6 +25,7 @@ from tests.dvc_project import (
     experiments,
     make_project,
     mlflow_runs,
+    model_run_id,
     reset,
     run,
     set_param,
@@ -56,8 +57,7 @@ def project(tmp_path_factory) -> Project:
     assert stages_run(first) == STAGES
     commit(repo, "baseline")
     baseline = run(repo, "git", "rev-parse", "HEAD").stdout.strip()
-    run_id = json.loads((repo / "models/model.json").read_text())["mlflow_run_id"]
-    return Project(repo, trained_from, baseline, run_id, first.stdout + first.stderr)
+    return Project(repo, trained_from, baseline, model_run_id(repo), first.stdout + first.stderr)
 
 
 @pytest.fixture
@@ -150,7 +150,7 @@ def test_one_mlflow_name_per_quantity(repo):
         names = set(tracked.data.metrics)
         assert not [n for n in names if n.startswith("validation_")], names  # val_* already holds them
         assert not [n for n in names if n.startswith("final_final_")], names
-    tracked = mlflow_runs(repo)[0].get_run(json.loads((repo / "models/model.json").read_text())["mlflow_run_id"])
+    tracked = mlflow_runs(repo)[0].get_run(model_run_id(repo))
     assert {"val_loss", "val_accuracy", "final_learning_rate", "final_val_loss"} <= set(tracked.data.metrics)
 
 
@@ -214,7 +214,7 @@ def test_changing_epochs_reruns_train_evaluate_report_only(repo):
 
 def test_run_cache_restores_training_without_a_new_mlflow_run(repo):
     dvc(repo, "exp", "run", "-n", "three", "-S", "train.epochs=3")  # trains, or restores an earlier test's
-    three = json.loads((repo / "models/model.json").read_text())["mlflow_run_id"]
+    three = model_run_id(repo)
     dvc(repo, "exp", "run", "-n", "four", "-S", "train.epochs=4")
     trained_before = [r.info.run_id for r in training_runs(mlflow_runs(repo)[1])]
     evaluated_before = len(evaluations(mlflow_runs(repo)[1], three))
@@ -225,7 +225,7 @@ def test_run_cache_restores_training_without_a_new_mlflow_run(repo):
     assert "Running stage 'train'" not in result.stdout and "Running stage 'evaluate'" not in result.stdout
     _, runs = mlflow_runs(repo)
     assert [r.info.run_id for r in training_runs(runs)] == trained_before  # no new or phantom training run
-    assert json.loads((repo / "models/model.json").read_text())["mlflow_run_id"] == three
+    assert model_run_id(repo) == three
     (trained,) = [r for r in runs if r.info.run_id == three]
     assert trained.data.params["train.epochs"] == "3" and trained.info.status == "FINISHED"
     assert len(evaluations(runs, three)) == evaluated_before >= 1
@@ -250,6 +250,21 @@ def test_remote_push_then_clone_pull_is_up_to_date(repo, tmp_path):
     assert dvc(clone, "status").stdout.strip() == "Data and pipelines are up to date."
     assert stages_run(dvc(clone, "repro")) == set()
     assert (clone / "models/model.keras").exists() and (clone / "reports/report.html").exists()
+
+
+def test_a_fresh_clone_reproduces_its_own_dvc_lock(repo, project, tmp_path):
+    """git clone, dvc repro, git status: every output DVC tracks comes out byte for byte as committed
+    (no cache, no remote: every stage runs), so git has nothing to add."""
+    clone = tmp_path / "clone"
+    run(tmp_path, "git", "clone", "-q", str(repo), str(clone))
+    assert stages_run(dvc(clone, "repro")) == STAGES
+    assert run(clone, "git", "status", "--porcelain").stdout == ""
+    # The clone's own MLflow store holds its own training run, found by the model file's hash.
+    found = model_run_id(clone)
+    assert found != project.run_id
+    assert found in run(clone, sys.executable, "-m", "imgclf.tracking.model_run").stdout
+    sha = json.loads((clone / "models/model.json").read_text())["model_sha256"]
+    assert f"search `` tags.`model.sha256` = '{sha}' ``" in (clone / "reports/report.md").read_text()
 
 
 def test_report_renders_in_chromium(repo, tmp_path):

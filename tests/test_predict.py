@@ -43,7 +43,7 @@ def _tiny_model(tmp_path):
                               keras.layers.Dense(3, "softmax")])
     model.save(tmp_path / "model.keras")
     record = ModelRecord(dataset="image_folder", model="mlp", class_names=("cat", "dog", "eel"), input_shape=(4, 4, 1),
-                         input_dtype="uint8", pixel_scale=1 / 255, mlflow_run_id="0" * 32)
+                         input_dtype="uint8", pixel_scale=1 / 255, model_sha256="0" * 64)
     (tmp_path / "model.json").write_text(json.dumps(record.to_dict()))
     return model, record
 

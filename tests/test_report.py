@@ -3,10 +3,13 @@ import base64
 from matplotlib.figure import Figure
 
 from imgclf.artifacts import save_figure
-from imgclf.report.render import build_context, relevant_params, render_html, render_markdown
+from imgclf.report.render import RunPointer, build_context, relevant_params, render_html, render_markdown
+
+SHA = "5e" * 32
+LOCAL = RunPointer("image-classifier", SHA, f"tags.`model.sha256` = '{SHA}'", None)
 
 
-def _context(tmp_path, class_names=("0", "1"), class_weights=None):
+def _context(tmp_path, class_names=("0", "1"), class_weights=None, run=LOCAL):
     images = {}
     for role in ("curves", "predictions", "augmentation", "confusion", "mistakes"):
         fig = Figure(figsize=(1, 1))
@@ -23,6 +26,7 @@ def _context(tmp_path, class_names=("0", "1"), class_weights=None):
         class_weights=class_weights,
         mistakes=[{"index": 4, "true": class_names[1], "predicted": class_names[0], "confidence": 0.91}],
         images=images,
+        run=run,
     )
 
 
@@ -101,3 +105,22 @@ def test_the_report_lists_the_params_of_its_own_model_only():
             "train.logreg.C": 1.0, "data.dataset": "digits"}
     assert relevant_params(flat) == {"train.model": "mlp", "train.optimizer": "adam", "data.dataset": "digits"}
     assert "train.cnn.filters" in relevant_params({**flat, "train.model": "cnn"})
+
+
+def test_the_report_names_the_training_run_by_its_model_file_and_links_a_server(tmp_path):
+    (tmp_path / "reports").mkdir()
+    local = render_markdown(_context(tmp_path), relative_to=tmp_path / "reports")
+    assert f"search `` tags.`model.sha256` = '{SHA}' ``" in local and "python -m imgclf.tracking.model_run" in local
+    assert "](http" not in local
+    link = f"http://mlflow.example.invalid:5000/#/experiments/7/runs?searchFilter=tags.%60model.sha256%60%20%3D%20%27{SHA}%27"
+    served = _context(tmp_path, run=RunPointer("image-classifier", SHA, LOCAL.search, link))
+    assert f"[The training run in MLflow]({link})" in render_markdown(served, relative_to=tmp_path / "reports")
+    assert f'<a href="{link}">The training run in MLflow</a>' in render_html(served)
+
+
+def test_the_same_results_render_to_the_same_bytes(tmp_path):
+    # reports/ is a DVC output: a rerun must reproduce its hash in dvc.lock (no time, no run id in it)
+    (tmp_path / "reports").mkdir()
+    first, second = _context(tmp_path), _context(tmp_path)
+    assert render_html(first) == render_html(second)
+    assert render_markdown(first, tmp_path / "reports") == render_markdown(second, tmp_path / "reports")

@@ -133,3 +133,19 @@ def test_probabilities_are_the_same_whatever_the_chunk(tmp_path, monkeypatch):
     chunked = scoring.predict_proba(lambda rows: sizes.append(len(rows)) or score(rows), x)
     assert sizes == [7] * 7 + [1]
     np.testing.assert_array_equal(chunked, whole)
+
+
+
+def test_the_same_model_exports_to_the_same_onnx_bytes_in_each_process(tmp_path):
+    # models/onnx is a DVC output: a rerun of train, a process of its own, reproduces its hash in dvc.lock.
+    # (Within one process tf2onnx numbers the names it makes on from the last export.)
+    model_path, _ = _saved(tmp_path, _model(), None)
+    np.save(tmp_path / "x.npy", _stored(8))
+    code = (f"import sys, keras, numpy as np; from imgclf.evaluate import scoring; "
+            f"onnx, _ = scoring.export_onnx(keras.saving.load_model({str(model_path)!r}), "
+            f"np.load({str(tmp_path / 'x.npy')!r})); open(sys.argv[1], 'wb').write(onnx)")
+    for name in ("first.onnx", "second.onnx"):
+        subprocess.run([sys.executable, "-c", code, str(tmp_path / name)], cwd=PROJECT, capture_output=True,
+                       check=True)
+    first = (tmp_path / "first.onnx").read_bytes()
+    assert len(first) > 1000 and first == (tmp_path / "second.onnx").read_bytes()

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import PROJECT, chromium_page, local_server, make_photo_tree, photo, require
-from tests.dvc_project import dvc, env, make_project
+from tests.dvc_project import dvc, env, make_project, model_run_id
 
 pytestmark = pytest.mark.slow
 
@@ -164,8 +164,7 @@ def test_the_models_run_records_its_data_machine_and_story(project):
     import yaml
 
     mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
-    info = json.loads((repo / "models/model.json").read_text())
-    run = mlflow.get_run(info["mlflow_run_id"])
+    run = mlflow.get_run(model_run_id(repo))
     lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
     hashes = {d["path"]: d["md5"] for stage in lock.values() for d in stage.get("deps", []) + stage.get("outs", [])}
     # Each part's digest is its data's hash in dvc.lock; the source is the photo folder it came from.
@@ -202,7 +201,7 @@ def test_the_run_page_in_the_mlflow_ui_shows_datasets_and_description(project, t
     import mlflow
 
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
-    run = mlflow.get_run(json.loads((project / "models/model.json").read_text())["mlflow_run_id"])
+    run = mlflow.get_run(model_run_id(project))
     digests = {d.dataset.name: d.dataset.digest for d in run.inputs.dataset_inputs}
     accuracy = json.loads((project / "metrics/eval.json").read_text())["accuracy"]
     with (local_server([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri",

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -104,3 +106,13 @@ def test_runs_go_to_the_server_named_by_mlflow_tracking_uri(fresh_clone, mlflow_
     assert model["latest_versions"][0]["run_id"] == run_id
     # the first evaluated version of a model is its champion, on the server too
     assert model["aliases"] == [{"alias": "champion", "version": model["latest_versions"][0]["version"]}]
+    # The experiment's report links to the server's runs table, searched for the run by its model file.
+    dvc(repo, "exp", "apply", "shared")
+    sha = json.loads((repo / "models/model.json").read_text())["model_sha256"]
+    (link,) = re.findall(r"\[The training run in MLflow\]\((\S+)\)", (repo / "reports/report.md").read_text())
+    page, query = link.split("?")
+    assert page == f"{mlflow_server}/#/experiments/{experiment['experiment_id']}/runs"
+    (search,) = urllib.parse.parse_qs(query)["searchFilter"]
+    assert sha in search
+    listed = _post(f"{api}/runs/search", {"experiment_ids": [experiment["experiment_id"]], "filter": search})["runs"]
+    assert [r["info"]["run_id"] for r in listed] == [run_id]

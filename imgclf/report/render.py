@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
@@ -19,10 +20,26 @@ _ENV = jinja2.Environment(
 )
 
 
+@dataclass(frozen=True)
+class RunPointer:
+    """How the report names the model's MLflow training run: by what a rerun reproduces, never by its id.
+
+    The report is a DVC output that a rerun reproduces byte for byte, and a run id is new on every
+    training; the run carries the sha256 of the model file it wrote as a tag, which finds it.
+    """
+
+    experiment: str  # mlflow.experiment_name
+    model_sha256: str  # of models/model.keras: the run's tag model.sha256
+    search: str  # the MLflow search that lists the run
+    link: str | None  # a tracking server's UI page of that search; None for a local store
+
+
 def build_context(params: dict, split: dict, train: dict, evaluation: dict, classes: dict,
-                  class_weights: dict[str, float] | None, mistakes: list[dict], images: dict[str, Path]) -> dict:
+                  class_weights: dict[str, float] | None, mistakes: list[dict], images: dict[str, Path],
+                  run: RunPointer) -> dict:
     """Everything the templates show; `images` maps a figure's role to its PNG file."""
     return {
+        "run": run,
         "dataset": params["data.dataset"],
         "model": params["train.model"],
         "params": params,

@@ -87,3 +87,10 @@ def checkout_hint(commit: str, dirty: bool | None, version: str | None, exp_name
     if dirty and not exp_name:
         hint += "; the workspace had uncommitted changes, so the commit alone may not reproduce it"
     return hint
+
+
+def run_checkout_hint(tags: Mapping[str, str]) -> str:
+    """checkout_hint of a training run, from the tags train gave it (commit, git.dirty, DVC version and experiment)."""
+    dirty = {"true": True, "false": False}.get(tags.get("git.dirty", ""))
+    return checkout_hint(tags.get("mlflow.source.git.commit", "unknown"), dirty, tags.get("dvc.data_version"),
+                         tags.get("dvc.exp_name"))

@@ -31,6 +31,7 @@ LOCAL_ARTIFACTS = "mlartifacts"
 # A tracking server that does not answer within this many seconds fails the stage before any work.
 SERVER_TIMEOUT = 10
 PROCESS_TAG = "imgclf.process"  # host:pid:start time of the process a run belongs to
+MODEL_SHA256_TAG = "model.sha256"  # on a training run: the sha256 of the models/model.keras it wrote
 
 
 def project_root() -> Path:
@@ -128,6 +129,27 @@ def find_run(run_id: str, attempts: int = 5):
         return run if run.info.lifecycle_stage == "active" else None
 
     return _retrying(get, attempts)
+
+
+def find_model_run(experiment_name: str, model_sha256: str, attempts: int = 5):
+    """Point MLflow at the project's store; the newest finished training run of experiment `experiment_name`
+    that wrote the model file with this sha256 (tag model.sha256), or None.
+
+    Training is deterministic, so a retraining (`--force`) writes the same file: the newest run is
+    the one that wrote the file in place. Only a finished run's stage published its outputs.
+    """
+    connect()
+    query = f"tags.`{MODEL_SHA256_TAG}` = '{model_sha256}' AND attributes.status = 'FINISHED'"
+
+    def search():
+        experiment = mlflow.get_experiment_by_name(experiment_name)
+        if experiment is None or experiment.lifecycle_stage != "active":
+            return None
+        runs = mlflow.search_runs([experiment.experiment_id], filter_string=query, max_results=1,
+                                  order_by=["attributes.start_time DESC"], output_format="list")
+        return runs[0] if runs else None
+
+    return _retrying(search, attempts)
 
 
 def _retrying(call, attempts: int):
