@@ -36,8 +36,14 @@ OUTPUTS = {
 
 
 def meta_file(folder: Path) -> Path:
-    """The JSON beside a folder of arrays: class names, parts, skipped files; in data/split, images per class."""
+    """The JSON beside a folder of arrays: class names, parts, skipped files."""
     return folder / "meta.json"
+
+
+def class_counts_file(folder: Path) -> Path:
+    """data/split's images per class in each split: apart from meta.json, which train depends on, so that a
+    changed test set leaves train's inputs as they were (DVC restores train from its run-cache)."""
+    return folder / "class_counts.json"
 
 
 def part_files(folder: Path, part: str) -> tuple[Path, Path]:

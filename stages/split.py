@@ -32,8 +32,8 @@ def main() -> None:
             x_path, y_path = layout.part_files(out, name)
             _copy_rows(parts[part].x, rows, x_path)
             write_array(y_path, labels[name])
-        write_json(layout.meta_file(out), {"class_names": meta["class_names"], "pixel_scale": meta["pixel_scale"],
-                                           "per_class": count_classes(labels, meta["class_names"])})
+        write_json(layout.meta_file(out), {"class_names": meta["class_names"], "pixel_scale": meta["pixel_scale"]})
+        write_json(layout.class_counts_file(out), count_classes(labels, meta["class_names"]))
     source = describe_source(meta["parts"], meta.get("presplit", False))
     summary = summarize_splits(labels, source, len(meta["skipped"]))
     write_json(layout.SPLIT_METRICS, summary)

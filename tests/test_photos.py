@@ -81,7 +81,8 @@ def test_presplit_photos_train_a_cnn_and_skip_bad_files(repo):
     assert split["train"] == sum(PHOTO_COUNTS["train"].values()) + 1
     assert split["test"] == sum(PHOTO_COUNTS["test"].values())
     meta = json.loads((repo / "data/split/meta.json").read_text())
-    assert meta["per_class"]["train"] == {"bag": 13, "shirt": 18, "shoes": 6}
+    counts = json.loads((repo / "data/split/class_counts.json").read_text())
+    assert counts["train"] == {"bag": 13, "shirt": 18, "shoes": 6}
     x = np.load(repo / "data/split/train_x.npy", mmap_mode="r")
     assert x.shape[1:] == (32, 32, 3) and x.dtype == np.uint8  # photos stay 8-bit; the model scales them
     assert meta["pixel_scale"] == 1 / 255
@@ -144,7 +145,7 @@ def test_flat_folder_is_split_stratified(repo, photos):
     assert split["test_source"] == "carved" and split["skipped_images"] == 2
     total = {c: sum(PHOTO_COUNTS[s][c] for s in PHOTO_COUNTS) for c in ("bag", "shirt", "shoes")}
     total["bag"] += 1  # the rotated photo
-    per_class = json.loads((repo / "data/split/meta.json").read_text())["per_class"]
+    per_class = json.loads((repo / "data/split/class_counts.json").read_text())
     for part in ("train", "val", "test"):
         counts = per_class[part]
         share = split[part] / sum(total.values())
