@@ -16,7 +16,6 @@ pixel difference, on 0..255.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import shutil
@@ -34,7 +33,8 @@ from PIL import Image, ImageDraw
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
-from imgclf.data.images import resize  # noqa: E402 (the project's package, from this checkout)
+from imgclf.data.folders import scan_image_folder  # noqa: E402 (the project's package, from this checkout)
+from imgclf.data.images import resize  # noqa: E402
 
 # The two loops as measured where the 2,000 photos/s target was set, on a shop's 400x533 photos.
 TARGET = 2000
@@ -89,17 +89,17 @@ def reference_loops(photos: list[Path], size: int) -> dict[str, float]:
     return rates
 
 
-def full_decode_difference(project: Path, size: int, sample: int = 200) -> float:
+def full_decode_difference(project: Path, photos: Path, size: int, sample: int = 200) -> float:
     """Mean |stored - full decode| over the first `sample` photos (0..255): every pixel decoded by
     Pillow, then the stage's own resize, so that what differs is the decoder's reduced scale."""
-    manifest = json.loads((project / "data/raw/manifest.json").read_text())
+    files = scan_image_folder(photos).files["all"]  # in the order the stage stores them
     stored = np.load(project / "data/processed/train_x.npy", mmap_mode="r")
     total = 0.0
-    for i, (path, _) in enumerate(manifest["files"]["all"][:sample]):
+    for i, (path, _) in enumerate(files[:sample]):
         with Image.open(path) as image:
             full = resize(np.asarray(image.convert("RGB")), (size, size)).astype(np.int16)
         total += np.abs(stored[i].astype(np.int16) - full).mean()
-    return total / min(sample, len(manifest["files"]["all"]))
+    return total / min(sample, len(files))
 
 
 def main() -> None:
@@ -130,8 +130,8 @@ def main() -> None:
                 loops[name].append(rate)
         peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         stored = sum(f.stat().st_size for f in (project / "data/processed").iterdir()) / 2**20
-        difference = full_decode_difference(project, args.size)
-    print(f"download (scan and list): {scan:.1f} s")
+        difference = full_decode_difference(project, tmp / "photos", args.size)
+    print(f"download (checks data.path): {scan:.1f} s")
     print(f"preprocess stage, {args.runs} runs: {_rates(stage)} for {args.images} images on {os.cpu_count()} "
           f"cores, to {args.size}x{args.size} RGB")
     speed = statistics.median(stage)

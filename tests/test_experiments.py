@@ -82,7 +82,8 @@ def test_logreg_baseline(repo):
 def _readme_experiment_commands() -> list[str]:
     """Every `dvc exp run -S ...` line of the README and docs/ code blocks."""
     text = "\n".join(path.read_text() for path in [PROJECT / "README.md", *sorted((PROJECT / "docs").glob("*.md"))])
-    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+    # a command continued with a backslash is one command
+    blocks = [block.replace("\\\n", " ") for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S)]
     return [line.split("#")[0].strip() for block in blocks for line in block.splitlines()
             if line.strip().startswith("dvc exp run") and " -S " in line]
 

@@ -99,7 +99,8 @@ def test_a_servers_runs_table_is_linked_searched_for_the_model_file():
         mlflow.set_tracking_uri(None)
     base, query = link.split("?")
     assert base == "http://mlflow.example.invalid:5000/#/experiments/7/runs"
-    assert urllib.parse.parse_qs(query) == {"searchFilter": [f"tags.`model.sha256` = '{SHA}'"]}
+    assert urllib.parse.parse_qs(query) == {"workflowType": ["machine_learning"],  # not the GenAI view
+                                            "searchFilter": [f"tags.`model.sha256` = '{SHA}'"]}
     assert " " not in link and "'" not in link  # a URL as Markdown and HTML take it
     assert runs_link(None, SHA) is None
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import chromium_page
+from tests.conftest import PROJECT, chromium_page
 from tests.dvc_project import (
     commit,
     dvc,
@@ -265,6 +265,17 @@ def test_a_fresh_clone_reproduces_its_own_dvc_lock(repo, project, tmp_path):
     assert found in run(clone, sys.executable, "-m", "imgclf.tracking.model_run").stdout
     sha = json.loads((clone / "models/model.json").read_text())["model_sha256"]
     assert f"search `` tags.`model.sha256` = '{sha}' ``" in (clone / "reports/report.md").read_text()
+
+
+def test_a_clone_of_this_repository_reproduces_its_committed_dvc_lock(tmp_path):
+    """What a newcomer does first: clone the project as committed, `dvc repro` on its default params, and
+    find git with nothing to add (dvc.lock and metrics/ as committed, no cache, every stage run)."""
+    if not (PROJECT / ".git").exists():
+        pytest.skip("the project is not a git checkout here")
+    clone = tmp_path / "clone"
+    run(tmp_path, "git", "clone", "-q", str(PROJECT), str(clone))
+    assert stages_run(dvc(clone, "repro")) == STAGES
+    assert run(clone, "git", "status", "--porcelain").stdout == ""
 
 
 def test_report_renders_in_chromium(repo, tmp_path):

@@ -125,19 +125,6 @@ def _failed(reason: str) -> dict:
     return {"class": None, "probability": None, "top_k": None, "error": reason}
 
 
-class _OnnxNetwork:
-    """An ONNX graph answering predict as a Keras model does: stored pixels in, cast to float32 as Keras does."""
-
-    def __init__(self, onnx: bytes) -> None:
-        import onnxruntime
-
-        self._session = onnxruntime.InferenceSession(onnx, providers=["CPUExecutionProvider"])
-        self._input = self._session.get_inputs()[0].name
-
-    def predict(self, x: np.ndarray, verbose: int = 0) -> np.ndarray:
-        return self._session.run(None, {self._input: np.asarray(x, dtype=np.float32)})[0]
-
-
 def _photo(value, row: int) -> io.BytesIO:
     """One cell of the `image` column as a file object named after its row (for error messages)."""
     if value is None or (isinstance(value, float) and np.isnan(value)):

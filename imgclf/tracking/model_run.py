@@ -70,7 +70,9 @@ def runs_link(run: TrainingRun | None, model_sha256: str) -> str | None:
     server = mlflow.get_tracking_uri()
     if run is None or not _is_server(server):
         return None
-    query = urllib.parse.urlencode({"searchFilter": search_filter(model_sha256)}, quote_via=urllib.parse.quote)
+    # workflowType: MLflow 3's UI opens an experiment in its GenAI view unless the link names the training one
+    query = urllib.parse.urlencode({"workflowType": "machine_learning", "searchFilter": search_filter(model_sha256)},
+                                   quote_via=urllib.parse.quote)
     return f"{server.rstrip('/')}/#/experiments/{run.experiment_id}/runs?{query}"
 
 

@@ -10,7 +10,8 @@ that change from one save of the same model to the next, and has no option for a
 So the archive is rewritten: every entry keeps its name, order, compression and content, with one
 fixed time and mode; "date_saved" becomes that time; the shared objects are numbered 1, 2, ... in
 the order config.json first names them (Keras only matches the numbers with each other on
-loading). The weights file itself is deterministic (h5py records no creation times by default).
+loading). The weights file Keras writes holds no times (tests/test_keras_archive.py saves at two
+faked clock times).
 Should a Keras release add another such value, tests/test_keras_archive.py fails.
 """
 

@@ -20,7 +20,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-_DATE = (1980, 1, 1, 0, 0, 0)  # every member's zip date: the same model gives the same bytes
+from imgclf.train.keras_archive import SAVED_AT, ZIP_EPOCH
+
 _FLOAT32 = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"}, "registered_name": None}
 
 
@@ -57,7 +58,7 @@ def dense_softmax_config(name: str, input_shape: tuple[int, ...], n_classes: int
 
 
 def _weights_h5(name: str, kernel: np.ndarray, bias: np.ndarray) -> bytes:
-    """model.weights.h5 without timestamps (h5py records them by default): the same weights, the same bytes."""
+    """model.weights.h5 with object times off explicitly, not left to a default: the same weights, the same bytes."""
     untimed = h5py.h5p.create(h5py.h5p.GROUP_CREATE)
     untimed.set_obj_track_times(False)
 
@@ -85,10 +86,10 @@ def write_dense_softmax(path: str | Path, name: str, input_shape: tuple[int, ...
                         kernel: np.ndarray, bias: np.ndarray) -> None:
     """Write the .keras file of the model dense_softmax_config describes, with these Dense weights."""
     members = {
-        "metadata.json": json.dumps({"keras_version": version("keras"), "date_saved": "1980-01-01@00:00:00"}),
+        "metadata.json": json.dumps({"keras_version": version("keras"), "date_saved": SAVED_AT}),
         "config.json": json.dumps(dense_softmax_config(name, input_shape, kernel.shape[1], scale)),
         "model.weights.h5": _weights_h5(name, kernel, bias),
     }
     with zipfile.ZipFile(path, "w") as archive:
         for member, data in members.items():
-            archive.writestr(zipfile.ZipInfo(member, _DATE), data)
+            archive.writestr(zipfile.ZipInfo(member, ZIP_EPOCH), data)
