@@ -185,6 +185,24 @@ def test_a_top_k_that_is_no_whole_number_is_refused_by_the_signature(server, top
     assert "top_k" in message and "long" in message and "\nError: " in message
 
 
+@pytest.mark.parametrize(("body", "names"), [
+    (b'{"dataframe_split": {"columns": ["photo"], "data": [["x"]]}}', "image"),  # no column image
+    (b'{"dataframe_split": {"columns": ["image"], "data": [["x"]]', "json"),  # cut short
+    (b'{"rows": [["x"]]}', "dataframe_split"),  # none of the formats MLflow reads
+])
+def test_a_request_mlflow_cannot_read_is_refused_without_a_traceback(server, body, names):
+    """Refused by MLflow's own server before the model sees it: still a 400 whose body holds no traceback."""
+    request = urllib.request.Request(f"{server[0]}/invocations", data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=60)
+    assert refused.value.code == 400
+    text = refused.value.read().decode()
+    answer = json.loads(text)
+    assert "stack_trace" not in answer and "Traceback" not in text and 'File "' not in text
+    assert names in answer["message"].lower()
+
+
 def test_the_server_never_imports_tensorflow(server):
     url, log = server
     assert _post(url, _request([_b64(_photo_bytes(COLORS["blue"]))]))[0] == 200
