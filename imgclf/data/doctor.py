@@ -1,0 +1,341 @@
+"""The dataset doctor: duplicates, near duplicates, conflicting labels, imbalance, small and gray images.
+
+Two steps, so that the hashing happens where the images are decoded and the images are not decoded twice:
+
+- `hash_images(batch)` takes a batch of decoded images (N x H x W x C uint8, one size) and returns their
+  `ImageHashes`: a digest of the pixels (exact duplicates), perceptual hashes (near duplicates), small
+  colour thumbnails (the check that cuts the perceptual hash's false matches) and whether each image
+  is gray. It is vectorised over the batch: a few matrix products per image, no Python loop but the
+  digest's.
+- `examine(hashes, labels, parts, ...)` turns the hashes of every image into `Findings`.
+
+Near duplicates. A 64-bit pHash (the sign of the 8x8 lowest frequencies of the 32x32 DCT of the gray
+image, against their median, as the `imagehash` library computes it) survives re-encoding, resizing and
+small brightness changes, but not a crop: 4% off each side moves every edge of the picture. So each
+image is hashed on a ladder of centred regions (`LADDER`: the central 80%, 83%, 86% and 89% of each side),
+and two images match when the central 80% of one is within `max_distance` bits of any rung of the
+other: a copy with c of each side cropped shows the original's central 80% as its own central
+0.8 / (1 - 2c), which for c <= 5% is at most 1.9% (a third of a 32-pixel cell at the region's border)
+from a rung. pHash sees no colour and little fine detail, so photos of different garments in the same
+pose can match; each match is then checked on the same two regions' 8x8 colour thumbnails, each divided
+by its own mean (a brightness change is a factor): a mean difference over `colour_tolerance` is two
+different images.
+
+No pair of the whole set is compared: the 64-bit hash is cut into `max_distance + 1` bands, and two
+hashes within `max_distance` bits agree exactly on at least one band (pigeonhole), so only the images
+that share a band value with another are compared (multi-index hashing).
+
+Groups are the connected components of the duplicate pairs: a group is what a carved split must keep in
+one part, and a group with two parts is a leak, one with two classes a conflicting label.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+# Centred regions hashed, as fractions of each side; the first is the one compared with every rung.
+LADDER = (0.80, 0.83, 0.86, 0.89)
+_HASH_SIDE = 16  # the DCT's input (pHash's 32: the 8x8 lowest frequencies are the same, for a quarter of the work)
+_LOW = 8  # the 8x8 lowest frequencies: 64 bits
+_THUMB = 8  # the colour thumbnail's side
+_BINNED_SIDE = 32  # sides of twice this or more are first averaged in blocks
+_GRAY_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, as Pillow's "L"
+# Candidate pairs expanded at a time: bounds the memory of a set with many alike images (MNIST's ones).
+_CHUNK_PAIRS = 4_000_000
+
+
+@dataclass(frozen=True)
+class DoctorSettings:
+    """What counts as a finding."""
+
+    max_distance: int = 4  # pHash bits that may differ between near duplicates
+    colour_tolerance: float = 0.05  # mean difference of brightness-normalised 8x8 thumbnails
+    min_class_count: int = 10  # a class with fewer images in a part is a finding
+    small_fraction: float = 0.5  # an image whose original side is under this much of the target side
+    gray_tolerance: int = 2  # R, G and B within this of each other in every pixel: a gray photo
+
+
+@dataclass(frozen=True)
+class ImageHashes:
+    """Per image: digest (SHA-1 of the pixels: the fastest of hashlib's here, and no one forges a photo
+    to collide), phash (one uint64 per rung of LADDER),
+    thumbs (8 x 8 x C uint8 per rung), gray (R == G == B within the tolerance; False for 1 channel)."""
+
+    digest: np.ndarray  # (N,) "S20"
+    phash: np.ndarray  # (N, len(LADDER)) uint64
+    thumbs: np.ndarray  # (N, len(LADDER), 8, 8, C) uint8
+    gray: np.ndarray  # (N,) bool
+
+    def __len__(self) -> int:
+        return len(self.digest)
+
+    @staticmethod
+    def concatenate(batches: Sequence[ImageHashes]) -> ImageHashes:
+        if not batches:
+            raise ValueError("no batches of hashes to concatenate")
+        return ImageHashes(*(np.concatenate([getattr(b, name) for b in batches])
+                             for name in ("digest", "phash", "thumbs", "gray")))
+
+
+@dataclass(frozen=True)
+class DuplicateGroup:
+    """Images that are copies of one another: indices into the images examined (ascending), each one's
+    part and label. kind: "exact" (identical pixels) or "near" (at least one pair only alike)."""
+
+    kind: str
+    members: tuple[int, ...]
+    parts: tuple[str, ...]
+    labels: tuple[int, ...]
+
+    @property
+    def leaks(self) -> bool:
+        """Copies in two parts (train and test: the test scores a photo the model trained on)."""
+        return len(set(self.parts)) > 1
+
+    @property
+    def conflicting(self) -> bool:
+        """The same picture filed under two classes."""
+        return len(set(self.labels)) > 1
+
+
+@dataclass(frozen=True)
+class PartBalance:
+    """One part's images per class (class index -> count), largest / smallest (inf when a class has
+    none), and the classes under the minimum count."""
+
+    part: str
+    counts: tuple[int, ...]
+    ratio: float
+    under_minimum: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Findings:
+    exact: tuple[DuplicateGroup, ...]  # sets of identical images
+    groups: tuple[DuplicateGroup, ...]  # every duplicate group, exact or near, whole
+    balance: tuple[PartBalance, ...]
+    small: tuple[int, ...]  # indices of images much smaller than the target size
+    gray: tuple[int, ...]  # indices of gray photos in an RGB set
+
+    @property
+    def near(self) -> tuple[DuplicateGroup, ...]:
+        return tuple(g for g in self.groups if g.kind == "near")
+
+    @property
+    def leaks(self) -> tuple[DuplicateGroup, ...]:
+        return tuple(g for g in self.groups if g.leaks)
+
+    @property
+    def conflicts(self) -> tuple[DuplicateGroup, ...]:
+        return tuple(g for g in self.groups if g.conflicting)
+
+    def counts(self) -> dict[str, int]:
+        """Number of findings of each kind (images beyond the first of each group for duplicates)."""
+        return {
+            "exact_duplicates": sum(len(g.members) - 1 for g in self.exact),
+            "near_duplicates": sum(len(g.members) - 1 for g in self.near),
+            "leaked_groups": len(self.leaks),
+            "conflicting_groups": len(self.conflicts),
+            "small_images": len(self.small),
+            "gray_images": len(self.gray),
+            "classes_under_minimum": sum(len(b.under_minimum) for b in self.balance),
+        }
+
+
+def hash_images(images: np.ndarray, gray_tolerance: int = DoctorSettings.gray_tolerance) -> ImageHashes:
+    """The hashes of a batch of decoded images, N x H x W x C (or N x H x W) uint8, C 1 or 3."""
+    if images.ndim == 3:
+        images = images[..., np.newaxis]
+    if images.ndim != 4 or images.shape[-1] not in (1, 3) or images.dtype != np.uint8:
+        raise ValueError(f"images must be N x H x W x C uint8 with C 1 or 3, not {images.dtype} {images.shape}")
+    images = np.ascontiguousarray(images)  # the digest reads each image's buffer
+    n, channels = len(images), images.shape[-1]
+    digest = np.array([hashlib.sha1(memoryview(image.reshape(-1))).digest() for image in images], dtype="S20")
+    pixels = _binned(images)
+    luma = pixels if channels == 1 else pixels @ _GRAY_WEIGHTS[:, np.newaxis]
+    regions = _regions(luma, _HASH_SIDE)[..., 0]  # (n, rungs, side, side)
+    dct = _dct_matrix(_HASH_SIDE)[:_LOW]
+    low = (dct @ regions @ dct.T).reshape(n, len(LADDER), _LOW * _LOW)
+    phash = _pack(low > np.median(low, axis=2, keepdims=True))
+    thumbs = np.clip(np.rint(_regions(pixels, _THUMB)), 0, 255).astype(np.uint8)
+    if channels == 3:
+        red, green, blue = images[..., 0], images[..., 1], images[..., 2]
+        spread = np.maximum(np.maximum(red, green), blue) - np.minimum(np.minimum(red, green), blue)
+        gray = (spread <= gray_tolerance).all(axis=(1, 2))
+    else:
+        gray = np.zeros(n, dtype=bool)
+    return ImageHashes(digest, phash, thumbs, gray)
+
+
+def examine(hashes: ImageHashes, labels: np.ndarray, parts: Sequence[str] | np.ndarray, num_classes: int,
+            original_sizes: np.ndarray | None = None, target_size: tuple[int, int] | None = None,
+            settings: DoctorSettings = DoctorSettings()) -> Findings:
+    """The findings on every image: hashes (hash_images of all of them, in one order), their labels
+    (class indices), their parts ("train", "val", "test"), and for the small-image check the size of each
+    original (N x 2: height, width) and the size the pipeline resizes to (height, width)."""
+    labels, parts = np.asarray(labels), np.asarray(parts)
+    n = len(hashes)
+    if len(labels) != n or len(parts) != n:
+        raise ValueError(f"{n} hashed images but {len(labels)} labels and {len(parts)} parts")
+    exact_ids = np.unique(hashes.digest, return_inverse=True)[1].reshape(-1)
+    exact = _groups(exact_ids, labels, parts, lambda members: "exact")
+    pairs = near_pairs(hashes, settings)
+    graph = coo_matrix((np.ones(len(pairs) + n, dtype=np.int8),
+                        (np.concatenate([pairs[:, 0], np.arange(n)]),
+                         np.concatenate([pairs[:, 1], _first_of_same(exact_ids)]))), shape=(n, n))
+    component = connected_components(graph, directed=False)[1]
+
+    def kind(members: np.ndarray) -> str:
+        return "exact" if len(set(exact_ids[members])) == 1 else "near"
+
+    groups = _groups(component, labels, parts, kind)
+    small: tuple[int, ...] = ()
+    if original_sizes is not None and target_size is not None:
+        sizes = np.asarray(original_sizes).reshape(n, 2)
+        too_small = (sizes < settings.small_fraction * np.asarray(target_size)).any(axis=1)
+        small = tuple(int(i) for i in np.flatnonzero(too_small))
+    gray = tuple(int(i) for i in np.flatnonzero(hashes.gray))
+    return Findings(exact, groups, _balance(labels, parts, num_classes, settings.min_class_count), small, gray)
+
+
+def near_pairs(hashes: ImageHashes, settings: DoctorSettings = DoctorSettings()) -> np.ndarray:
+    """(M, 2) int64 pairs i < j of near duplicates (exact ones included), each once, ascending."""
+    n, rungs = hashes.phash.shape
+    keys = hashes.phash[:, 0]
+    queries = hashes.phash.reshape(-1)  # query q is image q // rungs at rung q % rungs
+    found = []
+    for band in _bands(settings.max_distance):
+        key_band, query_band = (keys >> band[0]) & band[1], (queries >> band[0]) & band[1]
+        order = np.argsort(key_band, kind="stable")
+        sorted_band = key_band[order]
+        starts = np.searchsorted(sorted_band, query_band, "left")
+        counts = np.searchsorted(sorted_band, query_band, "right") - starts
+        for chunk in _chunks(counts):
+            query = np.repeat(chunk, counts[chunk])
+            offsets = np.arange(len(query)) - np.repeat(np.cumsum(counts[chunk]) - counts[chunk], counts[chunk])
+            key = order[np.repeat(starts[chunk], counts[chunk]) + offsets]
+            image = query // rungs
+            keep = (key != image) & (np.bitwise_count(keys[key] ^ queries[query]) <= settings.max_distance)
+            key, query, image = key[keep], query[keep], image[keep]
+            distance = _colour_distance(hashes.thumbs[key, 0], hashes.thumbs[image, query % rungs])
+            keep = distance <= settings.colour_tolerance
+            found.append(np.stack([np.minimum(key, image)[keep], np.maximum(key, image)[keep]], axis=1))
+    if not found:
+        return np.empty((0, 2), dtype=np.int64)
+    return np.unique(np.concatenate(found).astype(np.int64), axis=0)
+
+
+def _colour_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Mean absolute difference of two stacks of thumbnails, each divided by its own mean."""
+    a, b = a.astype(np.float32), b.astype(np.float32)
+    axes = tuple(range(1, a.ndim))
+    a = a / (a.mean(axis=axes, keepdims=True) + 1.0)
+    b = b / (b.mean(axis=axes, keepdims=True) + 1.0)
+    return np.abs(a - b).mean(axis=axes)
+
+
+def _chunks(counts: np.ndarray) -> list[np.ndarray]:
+    """The query indices in runs whose candidates add up to about _CHUNK_PAIRS (a run holds one
+    query at least)."""
+    total = np.cumsum(counts)
+    bounds = np.searchsorted(total, np.arange(_CHUNK_PAIRS, int(total[-1]) if len(total) else 0, _CHUNK_PAIRS), "right")
+    edges = np.unique(np.concatenate([[0], bounds, [len(counts)]]))
+    return [np.arange(lo, hi) for lo, hi in zip(edges[:-1], edges[1:]) if counts[lo:hi].sum()]
+
+
+def _bands(max_distance: int) -> list[tuple[np.uint64, np.uint64]]:
+    """(shift, mask) of max_distance + 1 bands that cover the 64 bits."""
+    edges = np.linspace(0, 64, max_distance + 2).round().astype(int)
+    return [(np.uint64(lo), np.uint64((1 << (hi - lo)) - 1)) for lo, hi in zip(edges[:-1], edges[1:])]
+
+
+def _first_of_same(ids: np.ndarray) -> np.ndarray:
+    """For each image, the first image with the same id."""
+    first = np.full(ids.max() + 1 if len(ids) else 0, -1)
+    first[ids[::-1]] = np.arange(len(ids))[::-1]
+    return first[ids]
+
+
+def _groups(ids: np.ndarray, labels: np.ndarray, parts: np.ndarray,
+            kind: Callable[[np.ndarray], str]) -> tuple[DuplicateGroup, ...]:
+    """The ids shared by two images or more, each as a DuplicateGroup, in order of their first member."""
+    order = np.argsort(ids, kind="stable")
+    bounds = np.flatnonzero(np.diff(ids[order])) + 1
+    groups = [members for members in np.split(order, bounds) if len(members) > 1]
+    groups.sort(key=lambda members: members[0])
+    return tuple(DuplicateGroup(kind(members), tuple(int(i) for i in members),
+                                tuple(str(p) for p in parts[members]), tuple(int(y) for y in labels[members]))
+                 for members in groups)
+
+
+def _balance(labels: np.ndarray, parts: np.ndarray, num_classes: int, minimum: int) -> tuple[PartBalance, ...]:
+    found = []
+    for part in dict.fromkeys(str(p) for p in parts):
+        counts = np.bincount(labels[parts == part], minlength=num_classes)
+        ratio = float(counts.max() / counts.min()) if counts.min() else float("inf")
+        found.append(PartBalance(part, tuple(int(c) for c in counts), ratio,
+                                 tuple(int(c) for c in np.flatnonzero(counts < minimum))))
+    return tuple(found)
+
+
+def _pack(bits: np.ndarray) -> np.ndarray:
+    """(..., 64) bools to (...) uint64, the first bit the highest."""
+    return np.packbits(bits, axis=-1).view(">u8")[..., 0].astype(np.uint64)
+
+
+def _binned(images: np.ndarray) -> np.ndarray:
+    """The images as float32, each side over twice _BINNED_SIDE averaged in blocks of k pixels (k the
+    largest whole factor of the side that leaves at least _BINNED_SIDE): a fraction of the work of the
+    region sums for larger images, at no cost to the low frequencies the hash keeps. Summed in two
+    passes of strided views (rows, then columns), far faster than a reshape's sum over two axes."""
+    _, height, width, _ = images.shape
+    ky, kx = _block(height), _block(width)
+    rows = images[:, 0::ky].astype(np.uint16)
+    for dy in range(1, ky):
+        rows += images[:, dy::ky]
+    sums = rows[:, :, 0::kx].copy()
+    for dx in range(1, kx):
+        sums += rows[:, :, dx::kx]
+    return sums.astype(np.float32) * np.float32(1 / (ky * kx))
+
+
+def _block(side: int) -> int:
+    return max((k for k in range(1, side // _BINNED_SIDE + 1) if side % k == 0), default=1)
+
+
+def _regions(pixels: np.ndarray, cells: int) -> np.ndarray:
+    """(n, rungs, cells, cells, C): each rung's centred region of each image, area-averaged to
+    cells x cells. Two large matrix products (rows, then columns), all images and rungs at once."""
+    n, height, width, channels = pixels.shape
+    rungs = len(LADDER)
+    rows = np.concatenate([_area_matrix(height, cells, f) for f in LADDER])  # (rungs * cells, H)
+    cols = np.stack([_area_matrix(width, cells, f).T for f in LADDER])  # (rungs, W, cells)
+    by_row = rows @ pixels.transpose(1, 0, 2, 3).reshape(height, n * width * channels)
+    by_row = by_row.reshape(rungs, cells, n, width, channels).transpose(0, 1, 2, 4, 3)
+    both = by_row.reshape(rungs, cells * n * channels, width) @ cols  # (rungs, cells * n * C, cells)
+    return both.reshape(rungs, cells, n, channels, cells).transpose(2, 0, 1, 4, 3)
+
+
+def _dct_matrix(side: int) -> np.ndarray:
+    """The orthonormal DCT-II matrix: row k is frequency k."""
+    k, x = np.arange(side)[:, None], np.arange(side)[None, :]
+    matrix = np.cos(np.pi * (2 * x + 1) * k / (2 * side)) * np.sqrt(2 / side)
+    matrix[0] /= np.sqrt(2)
+    return matrix.astype(np.float32)
+
+
+def _area_matrix(length: int, cells: int, fraction: float) -> np.ndarray:
+    """(cells, length) weights: cell k is the mean of the pixels its share of the centred `fraction` of
+    the side covers, partly covered pixels weighted by the part covered."""
+    low = length * (1 - fraction) / 2
+    edges = low + np.arange(cells + 1) * (length * fraction / cells)
+    pixel = np.arange(length)
+    overlap = (np.minimum(edges[1:, None], pixel[None, :] + 1) - np.maximum(edges[:-1, None], pixel[None, :]))
+    weights = np.clip(overlap, 0, None)
+    return (weights / weights.sum(axis=1, keepdims=True)).astype(np.float32)
