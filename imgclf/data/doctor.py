@@ -9,21 +9,25 @@ Two steps, so that the hashing happens where the images are decoded and the imag
   digest's.
 - `examine(hashes, labels, parts, ...)` turns the hashes of every image into `Findings`.
 
-Near duplicates. A 64-bit pHash (the sign of the 8x8 lowest frequencies of the 32x32 DCT of the gray
-image, against their median, as the `imagehash` library computes it) survives re-encoding, resizing and
-small brightness changes, but not a crop: 4% off each side moves every edge of the picture. So each
-image is hashed on a ladder of centred regions (`LADDER`: the central 80%, 83%, 86% and 89% of each side),
-and two images match when the central 80% of one is within `max_distance` bits of any rung of the
-other: a copy with c of each side cropped shows the original's central 80% as its own central
-0.8 / (1 - 2c), which for c <= 5% is at most 1.9% (a third of a 32-pixel cell at the region's border)
-from a rung. pHash sees no colour and little fine detail, so photos of different garments in the same
-pose can match; each match is then checked on the same two regions' 8x8 colour thumbnails, each divided
-by its own mean (a brightness change is a factor): a mean difference over `colour_tolerance` is two
-different images.
+Near duplicates. A 64-bit pHash (the sign of the 8x8 lowest frequencies of the DCT of the gray image,
+against their median, as the `imagehash` library computes it, here from a 16x16 area-averaged image: the
+lowest frequencies are the same as from pHash's 32x32) survives re-encoding, resizing and small brightness
+changes, but not a crop: 4% off each side moves every edge of the picture. So each image is hashed on a
+ladder of centred regions (`LADDER`: the central 80%, 83%, 86% and 89% of each side), and two images match
+when the central 80% of one is within `max_distance` bits of any rung of the other: a copy with c of each
+side cropped shows the original's central 80% as its own central 0.8 / (1 - 2c), which for c <= 5% is at
+most 1.9% from a rung (a third of a cell of the 16x16 image). pHash sees no colour and little fine detail,
+so photos of different garments in the same pose can match; each match is then checked on the same two
+regions' 8x8 colour thumbnails, each divided by its own mean (a brightness change is a factor): a mean
+difference over `colour_tolerance` is two different images.
 
 No pair of the whole set is compared: the 64-bit hash is cut into `max_distance + 1` bands, and two
 hashes within `max_distance` bits agree exactly on at least one band (pigeonhole), so only the images
 that share a band value with another are compared (multi-index hashing).
+
+Speed: the region sums are matrix products; a multi-threaded BLAS on a busy machine spends more time
+waking its threads than summing (three times slower measured on 2 loaded cores), so a caller that hashes
+in its own threads limits BLAS to one (threadpoolctl).
 
 Groups are the connected components of the duplicate pairs: a group is what a carved split must keep in
 one part, and a group with two parts is a leak, one with two classes a conflicting label.
@@ -46,6 +50,9 @@ _LOW = 8  # the 8x8 lowest frequencies: 64 bits
 _THUMB = 8  # the colour thumbnail's side
 _BINNED_SIDE = 32  # sides of twice this or more are first averaged in blocks
 _GRAY_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, as Pillow's "L"
+# Images hashed at a time: the region sums of a whole set at once are larger than the images (64 rows
+# from 28 for MNIST) and slow to write; of 1,024, a few tens of MB.
+_CHUNK_IMAGES = 1024
 # Candidate pairs expanded at a time: bounds the memory of a set with many alike images (MNIST's ones).
 _CHUNK_PAIRS = 4_000_000
 
@@ -154,6 +161,9 @@ def hash_images(images: np.ndarray, gray_tolerance: int = DoctorSettings.gray_to
         images = images[..., np.newaxis]
     if images.ndim != 4 or images.shape[-1] not in (1, 3) or images.dtype != np.uint8:
         raise ValueError(f"images must be N x H x W x C uint8 with C 1 or 3, not {images.dtype} {images.shape}")
+    if len(images) > _CHUNK_IMAGES:  # the products' intermediates stay in the CPU's cache
+        return ImageHashes.concatenate([hash_images(images[i:i + _CHUNK_IMAGES], gray_tolerance)
+                                        for i in range(0, len(images), _CHUNK_IMAGES)])
     images = np.ascontiguousarray(images)  # the digest reads each image's buffer
     n, channels = len(images), images.shape[-1]
     digest = np.array([hashlib.sha1(memoryview(image.reshape(-1))).digest() for image in images], dtype="S20")
