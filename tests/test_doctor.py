@@ -171,3 +171,21 @@ def test_photos_alike_in_shape_but_not_in_colour_are_not_duplicates():
 
     assert np.bitwise_count(hashes.phash[0, 0] ^ hashes.phash[1, 0]) <= 4  # pHash alone calls them copies
     assert not doctor.examine(hashes, np.zeros(2, int), ["train", "test"], 1).groups
+
+
+@pytest.mark.parametrize("max_distance", [2, 4])
+def test_the_band_lookup_finds_every_pair_an_all_pairs_comparison_finds(max_distance):
+    rng = np.random.default_rng(8)
+    n, rungs = 300, len(doctor.LADDER)
+    phash = rng.integers(0, 2**63, (n, rungs), dtype=np.int64).astype(np.uint64)
+    for i in range(0, 120, 2):  # plant pairs 0 to max_distance + 1 bits apart, at any rung
+        flips = rng.choice(64, int(rng.integers(0, max_distance + 2)), replace=False)
+        phash[i + 1, int(rng.integers(rungs))] = phash[i, 0] ^ np.uint64(sum(1 << int(b) for b in flips))
+    hashes = doctor.ImageHashes(np.zeros(n, "S20"), phash, np.full((n, rungs, 8, 8, 3), 100, np.uint8),
+                                np.zeros(n, bool))
+    close = (np.bitwise_count(phash[:, 0][:, None, None] ^ phash[None, :, :]) <= max_distance).any(axis=2)
+    expected = sorted({(min(i, j), max(i, j)) for i, j in zip(*np.nonzero(close)) if i != j})
+
+    found = doctor.near_pairs(hashes, doctor.DoctorSettings(max_distance=max_distance))
+    assert [tuple(pair) for pair in found.tolist()] == expected
+    assert 20 < len(expected) < 60  # the planted ones within max_distance, and no chance ones
