@@ -209,17 +209,26 @@ def test_a_deleted_version_is_left_out_with_a_warning(client, caplog):
     assert f"version {deleted} of registered model clothing is no longer in the registry" in warning.getMessage()
 
 
-def test_a_champion_is_scored_by_its_served_network_on_the_candidates_pixels(client, tmp_path):
-    """score_version downloads the version's network and model.json, and feeds it pixels at its own scale."""
+@pytest.mark.parametrize("runtime", ["keras", "onnx"])
+def test_a_champion_is_scored_by_its_served_network_on_the_candidates_pixels(client, tmp_path, runtime):
+    """score_version downloads the version's model.json and its ONNX copy (when it has one) or its network,
+    and feeds it pixels at its own scale."""
     import keras
+
+    from imgclf.evaluate.scoring import export_onnx, sha256
 
     keras.utils.set_random_seed(0)
     network = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Rescaling(1 / 255), keras.layers.Flatten(),
                                 keras.layers.Dense(3, activation="softmax")])
     network.save(tmp_path / "network.keras")
     info = {"class_names": ["a", "b", "c"], "input_shape": [4, 4, 1], "pixel_scale": 1 / 255}
-    (version,) = _versions("letters", 1, {"artifacts/network.keras": (tmp_path / "network.keras").read_bytes(),
-                                          "artifacts/model.json": json.dumps(info).encode()})
+    artifacts = {"artifacts/network.keras": (tmp_path / "network.keras").read_bytes()}
+    if runtime == "onnx":
+        onnx, _ = export_onnx(network, np.zeros((2, 4, 4, 1), np.uint8))
+        # a network file Keras cannot read: only the ONNX copy can give the figures
+        artifacts = {"artifacts/network.keras": b"not a model", "artifacts/model.onnx": onnx}
+        info["onnx_sha256"] = sha256(onnx)
+    (version,) = _versions("letters", 1, {**artifacts, "artifacts/model.json": json.dumps(info).encode()})
     rng = np.random.default_rng(0)
     test = SplitPart(rng.integers(0, 17, (40, 4, 4, 1)).astype(np.uint8), rng.integers(0, 3, 40))
     # the candidate stores pixels 0..16 (pixel scale 1/16); the champion was trained on 0..255

@@ -27,7 +27,7 @@ from mlflow.tracking import MlflowClient
 from imgclf.artifacts import SplitPart, read_json
 from imgclf.errors import PipelineError
 from imgclf.evaluate.metrics import summary_metrics
-from imgclf.evaluate.scoring import load_scorer, predict_proba
+from imgclf.evaluate.scoring import load_scorer, predict_proba, sha256
 from imgclf.records import ServingInfo
 from imgclf.tracking.store import project_root, store_lock
 
@@ -146,16 +146,24 @@ def promote_champion(name: str, version: str | int, task: Task, digest: str, fig
 def score_version(name: str, version: ModelVersion, test: SplitPart, pixel_scale: float | None) -> dict[str, float]:
     """The metrics of registered `version` (its network, as served) on a test split stored at `pixel_scale`.
 
+    Scored as its server scores it: with its checked ONNX copy when it carries one (no TensorFlow
+    import, and the same runtime evaluate scored the candidate with), else with its Keras network.
     The network's first layer multiplies the pixels it is given by its own pixel scale; the stored
     test pixels are converted to that scale first, so a champion trained from differently stored
     images of the same task sees the same images.
     """
     with tempfile.TemporaryDirectory() as tmp:
-        files = {file: Path(mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{name}/{version.version}/artifacts/{file}", dst_path=tmp))
-            for file in ("model.json", "network.keras")}
-        info = ServingInfo.from_dict(read_json(files["model.json"]), files["model.json"])
-        network, _ = load_scorer(files["network.keras"], None)
+        def artifact(file: str) -> Path:
+            return Path(mlflow.artifacts.download_artifacts(
+                artifact_uri=f"models:/{name}/{version.version}/artifacts/{file}", dst_path=tmp))
+
+        info_file = artifact("model.json")
+        info = ServingInfo.from_dict(read_json(info_file), info_file)
+        onnx = artifact("model.onnx") if info.onnx_sha256 else None
+        if onnx is not None and sha256(onnx.read_bytes()) == info.onnx_sha256:
+            network, _ = load_scorer(Path(tmp) / "network.keras", info.onnx_sha256, onnx)
+        else:
+            network, _ = load_scorer(artifact("network.keras"), None)
         factor = (pixel_scale or 1.0) / (info.pixel_scale or 1.0)
         scorer = network if factor == 1.0 else (lambda x: network(np.asarray(x, np.float32) * np.float32(factor)))
         return summary_metrics(test.y, predict_proba(scorer, test.x))
