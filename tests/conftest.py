@@ -82,6 +82,23 @@ def write_tiny_split() -> None:
     write_json(layout.meta_file(layout.SPLIT_DIR), {"class_names": ["a", "b"], "pixel_scale": 1 / 255})
 
 
+@pytest.fixture
+def dvc_root(tmp_path, monkeypatch) -> Iterator[Path]:
+    """A project root that DVC names through DVC_ROOT while the stage runs elsewhere (a --temp copy, the
+    working directory), with no tracking URI or experiment name from the environment."""
+    root, elsewhere = tmp_path / "root", tmp_path / "copy"
+    root.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    monkeypatch.setenv("DVC_ROOT", str(root))
+    monkeypatch.chdir(elsewhere)
+    yield root
+    import mlflow
+
+    mlflow.set_tracking_uri(None)
+
+
 @pytest.fixture(autouse=True)
 def _project_logger_restored() -> Iterator[None]:
     """A test that runs a stage in-process (run_stage) sets up the imgclf logger for a stage: its handler, and

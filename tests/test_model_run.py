@@ -4,7 +4,6 @@ import logging
 import urllib.parse
 
 import mlflow
-import pytest
 from mlflow.tracking import MlflowClient
 
 from imgclf.records import ModelRecord
@@ -15,19 +14,6 @@ from imgclf.tracking.model_run import TrainingRun, find_training_run, runs_link,
 SHA, OTHER = "a1" * 32, "b2" * 32
 TAGS = {"stage": "train", "mlflow.source.git.commit": "0123456789abcdef", "git.dirty": "false",
         "dvc.data_version": "d41d8cd9.dir"}
-
-
-@pytest.fixture
-def project(tmp_path, monkeypatch):
-    """A project root that DVC names through DVC_ROOT while the stage runs elsewhere (--temp)."""
-    root, elsewhere = tmp_path / "root", tmp_path / "copy"
-    root.mkdir()
-    elsewhere.mkdir()
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.setenv("DVC_ROOT", str(root))
-    monkeypatch.chdir(elsewhere)
-    yield root
-    mlflow.set_tracking_uri(None)
 
 
 def _record(sha: str = SHA, registered: str | None = None) -> ModelRecord:
@@ -45,7 +31,7 @@ def _run(experiment: str, started: int, sha: str, status: str = "FINISHED", **ta
     return run.info.run_id
 
 
-def test_the_newest_finished_run_of_the_experiment_that_wrote_the_file_is_found(project):
+def test_the_newest_finished_run_of_the_experiment_that_wrote_the_file_is_found(dvc_root):
     _run("lesson", 1000, SHA)
     retrained = _run("lesson", 2000, SHA)  # `dvc repro --force` writes the same file again
     _run("lesson", 3000, SHA, status="FAILED")  # its stage published no file
@@ -57,12 +43,12 @@ def test_the_newest_finished_run_of_the_experiment_that_wrote_the_file_is_found(
     assert found.experiment_id == mlflow.get_experiment_by_name("lesson").experiment_id
     assert (found.model_id, found.registered_version) == (None, None)
     assert found.data_hint == "`git checkout 0123456789ab && dvc checkout data/split` (DVC version `d41d8cd9.dir`)"
-    assert mlflow.get_tracking_uri() == f"sqlite:///{project / 'mlflow.db'}"  # the real root's store
+    assert mlflow.get_tracking_uri() == f"sqlite:///{dvc_root / 'mlflow.db'}"  # the real root's store
     assert find_training_run("lesson", _record("c3" * 32)) is None
     assert find_training_run("no-such-experiment", _record()) is None
 
 
-def test_the_runs_photo_model_and_registered_version_are_looked_up(project):
+def test_the_runs_photo_model_and_registered_version_are_looked_up(dvc_root):
     earlier = _run("lesson", 1000, SHA)
     run_id = _run("lesson", 2000, SHA, **{"dvc.exp_name": "wide"})
     client = MlflowClient()
@@ -80,7 +66,7 @@ def test_the_runs_photo_model_and_registered_version_are_looked_up(project):
     assert find_training_run("lesson", _record()).registered_version is None  # mlflow.register_model unset
 
 
-def test_evaluate_logs_nothing_when_the_store_holds_no_run_of_the_model(project, caplog):
+def test_evaluate_logs_nothing_when_the_store_holds_no_run_of_the_model(dvc_root, caplog):
     caplog.set_level(logging.WARNING)
     _run("lesson", 1000, OTHER)
     with evaluation_run("lesson", _record()) as (run, trained):
@@ -105,6 +91,6 @@ def test_a_servers_runs_table_is_linked_searched_for_the_model_file():
     assert runs_link(None, SHA) is None
 
 
-def test_a_local_store_has_no_link(project):
+def test_a_local_store_has_no_link(dvc_root):
     store.connect()
     assert runs_link(TrainingRun("f" * 32, "x", "1", None, None, ""), SHA) is None

@@ -13,35 +13,21 @@ from mlflow.tracking import MlflowClient
 from imgclf.tracking import store
 
 
-@pytest.fixture
-def project(tmp_path, monkeypatch):
-    """A project root that DVC names through DVC_ROOT while the stage runs elsewhere (--temp)."""
-    root, elsewhere = tmp_path / "root", tmp_path / "copy"
-    root.mkdir()
-    elsewhere.mkdir()
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
-    monkeypatch.setenv("DVC_ROOT", str(root))
-    monkeypatch.chdir(elsewhere)
-    yield root
-    mlflow.set_tracking_uri(None)
-
-
-def test_store_and_artifacts_live_at_the_real_root(project):
+def test_store_and_artifacts_live_at_the_real_root(dvc_root):
     experiment_id = store.use_experiment("lesson")
-    assert mlflow.get_tracking_uri() == f"sqlite:///{project / 'mlflow.db'}"
+    assert mlflow.get_tracking_uri() == f"sqlite:///{dvc_root / 'mlflow.db'}"
     experiment = mlflow.get_experiment(experiment_id)
-    assert experiment.artifact_location == (project / "mlartifacts").as_uri()
+    assert experiment.artifact_location == (dvc_root / "mlartifacts").as_uri()
     assert store.use_experiment("lesson") == experiment_id
-    assert (project / "mlflow.db").exists()
+    assert (dvc_root / "mlflow.db").exists()
 
 
-def test_tracking_uri_from_environment_wins(project, monkeypatch):
+def test_tracking_uri_from_environment_wins(dvc_root, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
-    assert store.tracking_uri(project) == "http://127.0.0.1:5999"
+    assert store.tracking_uri(dvc_root) == "http://127.0.0.1:5999"
 
 
-def test_tags_name_the_dvc_experiment_and_the_device(project, monkeypatch):
+def test_tags_name_the_dvc_experiment_and_the_device(dvc_root, monkeypatch):
     monkeypatch.setenv("DVC_EXP_NAME", "lr-sweep-1")
     monkeypatch.setenv("DVC_EXP_BASELINE_REV", "abc123")
     tags = store.run_tags("digits", "CPU", "2.x")
@@ -49,14 +35,14 @@ def test_tags_name_the_dvc_experiment_and_the_device(project, monkeypatch):
                     "tensorflow.version": "2.x", "dataset": "digits", "dvc.exp_name": "lr-sweep-1"}
 
 
-def test_a_failed_training_run_is_marked_failed(project, monkeypatch):
+def test_a_failed_training_run_is_marked_failed(dvc_root, monkeypatch):
     from imgclf import layout
     from imgclf.train import training
     from stages import train
     from tests.conftest import write_tiny_split
 
     # op_threads 0: the stage runs in this process, whose threads per op later tests keep
-    (project.parent / "copy" / "params.yaml").write_text("train:\n  epochs: 1\n  op_threads: 0\n")
+    (dvc_root.parent / "copy" / "params.yaml").write_text("train:\n  epochs: 1\n  op_threads: 0\n")
     write_tiny_split()
 
     def broken_fit(*args, **kwargs):
@@ -66,13 +52,13 @@ def test_a_failed_training_run_is_marked_failed(project, monkeypatch):
     monkeypatch.setattr(training, "train_network", broken_fit)
     with pytest.raises(RuntimeError, match="out of memory"):
         train.main()
-    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    client = MlflowClient(f"sqlite:///{dvc_root / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("image-classifier").experiment_id])
     assert [r.info.status for r in runs] == ["FAILED"]
     assert not layout.MODEL.exists()
 
 
-def test_a_deleted_experiment_is_a_clear_error(project):
+def test_a_deleted_experiment_is_a_clear_error(dvc_root):
     from imgclf.errors import PipelineError
 
     mlflow.delete_experiment(store.use_experiment("gone"))
@@ -80,7 +66,7 @@ def test_a_deleted_experiment_is_a_clear_error(project):
         store.use_experiment("gone")
 
 
-def test_find_run_tells_whether_the_store_holds_the_run(project):
+def test_find_run_tells_whether_the_store_holds_the_run(dvc_root):
     experiment_id = store.use_experiment("lesson")
     with mlflow.start_run(experiment_id=experiment_id) as run:
         pass
@@ -90,7 +76,7 @@ def test_find_run_tells_whether_the_store_holds_the_run(project):
     assert store.find_run(run.info.run_id) is None  # a deleted run takes no new evaluations
 
 
-def test_find_run_does_not_mistake_a_store_error_for_a_missing_run(project, monkeypatch):
+def test_find_run_does_not_mistake_a_store_error_for_a_missing_run(dvc_root, monkeypatch):
     from mlflow.exceptions import MlflowException
 
     calls = []
@@ -143,24 +129,24 @@ def test_a_fresh_store_is_created_safely_by_processes_started_at_once(tmp_path):
 
 
 @pytest.mark.parametrize("cut", ["before the drop", "after the drop"])
-def test_a_migration_cut_short_is_repaired(project, cut):
+def test_a_migration_cut_short_is_repaired(dvc_root, cut):
     experiment_id = store.use_experiment("lesson")
     run_id = mlflow.start_run(experiment_id=experiment_id, tags={"kept": "yes"}).info.run_id
     mlflow.end_run()
     mlflow.set_tracking_uri(None)
-    with contextlib.closing(sqlite3.connect(project / "mlflow.db")) as con, con:
+    with contextlib.closing(sqlite3.connect(dvc_root / "mlflow.db")) as con, con:
         # what Alembic's batch migration leaves when killed: the copy of a table, with or without the table
         con.execute("CREATE TABLE _alembic_tmp_tags AS SELECT * FROM tags")
         if cut == "after the drop":
             con.execute("DROP TABLE tags")
     assert store.use_experiment("lesson") == experiment_id
     assert mlflow.get_run(run_id).data.tags["kept"] == "yes"
-    with contextlib.closing(sqlite3.connect(project / "mlflow.db")) as con:
+    with contextlib.closing(sqlite3.connect(dvc_root / "mlflow.db")) as con:
         tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert "tags" in tables and "_alembic_tmp_tags" not in tables
 
 
-def test_runs_of_killed_processes_are_closed_and_live_ones_kept(project):
+def test_runs_of_killed_processes_are_closed_and_live_ones_kept(dvc_root):
     experiment_id = store.use_experiment("lesson")
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
@@ -177,7 +163,7 @@ def test_runs_of_killed_processes_are_closed_and_live_ones_kept(project):
     assert status == {"killed": "KILLED", "live": "RUNNING", "elsewhere": "RUNNING", "resumed": "RUNNING"}
 
 
-def test_a_stage_run_ends_killed_on_ctrl_c_and_failed_on_an_error(project):
+def test_a_stage_run_ends_killed_on_ctrl_c_and_failed_on_an_error(dvc_root):
     experiment_id = store.use_experiment("lesson")
     ended = {}
     for name, error in [("stopped", KeyboardInterrupt), ("broken", RuntimeError)]:
