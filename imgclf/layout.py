@@ -7,6 +7,8 @@ RAW_DIR = Path("data/raw")
 PROCESSED_DIR = Path("data/processed")
 SPLIT_DIR = Path("data/split")
 SPLIT_METRICS = Path("metrics/split.json")
+CHECKS_DIR = Path("data/checks")  # the dataset doctor's findings: findings.json, and the thumbnails of the first groups
+CHECK_METRICS = Path("metrics/checks.json")  # its counts per finding and per split: a DVC metric
 
 MODEL = Path("models/model.keras")
 MODEL_INFO = Path("models/model.json")
@@ -28,7 +30,7 @@ REPORT_DIR = Path("reports")
 OUTPUTS = {
     "download": (RAW_DIR,),
     "preprocess": (PROCESSED_DIR,),
-    "split": (SPLIT_DIR, SPLIT_METRICS),
+    "split": (SPLIT_DIR, CHECKS_DIR, SPLIT_METRICS, CHECK_METRICS),
     "train": (MODEL, MODEL_INFO, ONNX_DIR, TRAIN_METRICS, HISTORY, AUGMENTATION_PNG),
     "evaluate": (EVAL_METRICS, CLASS_REPORT, CONFUSION, CONFUSION_PNG, MISTAKES_PNG, PREDICTIONS),
     "report": (REPORT_DIR,),
@@ -49,3 +51,19 @@ def class_counts_file(folder: Path) -> Path:
 def part_files(folder: Path, part: str) -> tuple[Path, Path]:
     """A part's images and labels as two .npy files: <part>_x.npy, <part>_y.npy."""
     return folder / f"{part}_x.npy", folder / f"{part}_y.npy"
+
+
+def hashes_file(folder: Path, part: str) -> Path:
+    """A processed part's hashes for the dataset doctor (imgclf.data.doctor), with each image's decoded
+    size and, for photos, file name: <part>_hashes.npz."""
+    return folder / f"{part}_hashes.npz"
+
+
+def findings_file(folder: Path) -> Path:
+    """The dataset doctor's findings, with file names (data/checks/findings.json)."""
+    return folder / "findings.json"
+
+
+def thumbnails_file(folder: Path) -> Path:
+    """The images of the first duplicate groups, in findings.json's order, for the report."""
+    return folder / "thumbnails.npy"

@@ -22,6 +22,7 @@ Activation = Literal["relu", "leaky_relu", "elu", "gelu", "tanh", "sigmoid"]
 Optimizer = Literal["sgd", "adam", "adamw", "rmsprop", "adagrad"]
 Schedule = Literal["constant", "exponential", "cosine"]
 Monitor = Literal["val_loss", "val_accuracy", "loss", "accuracy"]
+Policy = Literal["drop", "warn", "fail"]  # what the split stage does with a data check's finding
 ChampionMetric = Literal["accuracy", "f1_macro", "precision_macro", "recall_macro", "loss"]  # metrics/eval.json's
 
 
@@ -42,6 +43,20 @@ def _check(predicate, allowed: str) -> dict:
 
 
 @dataclass(frozen=True)
+class ChecksParams:
+    """The dataset doctor's policies (split stage): what a finding does to the split."""
+
+    # A copy of a training image in the validation or test folders: drop the copy (the training copy stays),
+    # warn (keep it, report it), or fail. A split the pipeline carves keeps copies in one part whatever this says.
+    leak: Policy = "drop"
+    # The same picture under two classes: drop (keep it out of validation and test), warn, or fail.
+    conflict: Policy = "drop"
+    min_class_count: int = field(default=10, metadata=_check(lambda v: v >= 0, "an integer >= 0; 0 turns it off"))
+    small_fraction: float = field(default=0.5, metadata=_check(lambda v: 0 <= v <= 1,
+                                                                "a number in [0, 1]; 0 turns it off"))
+
+
+@dataclass(frozen=True)
 class DataParams:
     dataset: DatasetName = "digits"
     mirror: str | None = field(default=None, metadata=_check(lambda v: v is None or bool(v),
@@ -52,6 +67,7 @@ class DataParams:
     )
     color_mode: Literal["rgb", "grayscale"] = "rgb"
     on_bad_image: Literal["skip", "fail"] = "skip"
+    checks: ChecksParams = ChecksParams()
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,12 @@ import logging
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from imgclf import layout
 from imgclf.artifacts import RowWriter, atomic_dir, remove_staging, write_array, write_json, write_part
 from imgclf.data.datasets import get_dataset
+from imgclf.data.doctor import HashedPart, ImageHashes, hash_images
 from imgclf.data.folders import scan_image_folder
 from imgclf.data.images import PIXEL_SCALE
 from imgclf.data.preprocess import decode_batches, load_raw, prepare_arrays
@@ -34,7 +36,10 @@ def main() -> None:
             arrays, scale = prepare_arrays(spec, load_raw(spec, layout.RAW_DIR))
             parts = [part for part in ("train", "test") if f"x_{part}" in arrays]
             for part in parts:
-                write_part(out, part, arrays[f"x_{part}"], arrays[f"y_{part}"])
+                images = arrays[f"x_{part}"]
+                write_part(out, part, images, arrays[f"y_{part}"])
+                sizes = np.tile(np.array(images.shape[1:3], np.int32), (len(images), 1))
+                HashedPart(hash_images(images), sizes).save(layout.hashes_file(out, part))
             meta = {"class_names": list(spec.class_names), "parts": parts, "presplit": False, "skipped": [],
                     "pixel_scale": scale}
         write_json(layout.meta_file(out), meta)
@@ -43,18 +48,24 @@ def main() -> None:
 
 
 def _decode_folder(data: DataParams, out: Path) -> dict:
-    """Decode every photo of data.path once into <part>_x.npy, a batch at a time (memory stays bounded).
+    """Decode every photo of data.path once into <part>_x.npy, a batch at a time (memory stays bounded), and
+    hash each batch for the dataset doctor as it is decoded (<part>_hashes.npz).
     The folder is listed here, not by download: this stage is the one that depends on it in dvc.yaml."""
     folder = scan_image_folder(data.path)
+    root = Path(data.path)
     channels = 3 if data.color_mode == "rgb" else 1
     skipped: list[str] = []
     parts = {("train" if split == "all" else split): files for split, files in folder.files.items()}
     for part, files in parts.items():
         x_path, y_path = layout.part_files(out, part)
         kept = np.ones(len(files), bool)
-        with RowWriter(x_path, (*data.image_size, channels), np.uint8) as images:
+        hashes: list[ImageHashes] = []
+        sizes: list[np.ndarray] = []
+        # The hashing's matrix products run in the decoding threads, one per core: a BLAS that also
+        # threads each product would put two threads on a core and wait on them.
+        with RowWriter(x_path, (*data.image_size, channels), np.uint8) as images, threadpool_limits(1, "blas"):
             start = 0
-            for batch in decode_batches([p for p, _ in files], data.image_size, channels):
+            for batch in decode_batches([p for p, _ in files], data.image_size, channels, hashes=True):
                 for i, exc in batch.errors.items():
                     kept[start + i] = False
                     skipped.append(f"{files[start + i][0]}: {exc}")
@@ -62,9 +73,14 @@ def _decode_folder(data: DataParams, out: Path) -> dict:
                         log.warning("skipping %s", skipped[-1])
                 if batch.images is not None:
                     images.extend(batch.images)
+                    hashes.append(batch.hashes)
+                    sizes.append(batch.sizes)
                 start += batch.count
         labels = np.array([label for _, label in files], np.int64)[kept]
         write_array(y_path, labels)
+        if hashes:
+            names = np.array([p.relative_to(root).as_posix() for (p, _), keep in zip(files, kept) if keep])
+            HashedPart(ImageHashes.concatenate(hashes), np.concatenate(sizes), names).save(layout.hashes_file(out, part))
         if data.on_bad_image == "skip":
             _require_every_class(labels, folder.class_names, part)
     if skipped and data.on_bad_image == "fail":

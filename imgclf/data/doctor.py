@@ -91,6 +91,32 @@ class ImageHashes:
 
 
 @dataclass(frozen=True)
+class HashedPart:
+    """What preprocess keeps of a part's images for the checks in split: their hashes, their sizes as
+    decoded (N x 2: height, width; the small-image check) and, for photos, their file names (relative to
+    data.path; None for a dataset of arrays, whose images are named by part and row)."""
+
+    hashes: ImageHashes
+    sizes: np.ndarray
+    names: np.ndarray | None = None
+
+    def save(self, path) -> None:
+        """One .npz, no pickle (names as a unicode array)."""
+        arrays = {name: getattr(self.hashes, name) for name in ("digest", "phash", "thumbs", "gray")}
+        arrays["sizes"] = self.sizes
+        if self.names is not None:
+            arrays["names"] = self.names.astype(str)
+        with open(path, "wb") as f:
+            np.savez(f, **arrays)
+
+    @staticmethod
+    def load(path) -> HashedPart:
+        with np.load(path, allow_pickle=False) as arrays:
+            hashes = ImageHashes(*(arrays[name] for name in ("digest", "phash", "thumbs", "gray")))
+            return HashedPart(hashes, arrays["sizes"], arrays["names"] if "names" in arrays else None)
+
+
+@dataclass(frozen=True)
 class DuplicateGroup:
     """Images that are copies of one another: indices into the images examined (ascending), each one's
     part and label. kind: "exact" (identical pixels) or "near" (at least one pair only alike)."""
@@ -211,7 +237,7 @@ def examine(hashes: ImageHashes, labels: np.ndarray, parts: Sequence[str] | np.n
         too_small = (sizes < settings.small_fraction * np.asarray(target_size)).any(axis=1)
         small = tuple(int(i) for i in np.flatnonzero(too_small))
     gray = tuple(int(i) for i in np.flatnonzero(hashes.gray))
-    return Findings(exact, groups, _balance(labels, parts, num_classes, settings.min_class_count), small, gray)
+    return Findings(exact, groups, balance(labels, parts, num_classes, settings.min_class_count), small, gray)
 
 
 def near_pairs(hashes: ImageHashes, settings: DoctorSettings = DoctorSettings()) -> np.ndarray:
@@ -298,7 +324,8 @@ def _groups(ids: np.ndarray, labels: np.ndarray, parts: np.ndarray,
                  for members in groups)
 
 
-def _balance(labels: np.ndarray, parts: np.ndarray, num_classes: int, minimum: int) -> tuple[PartBalance, ...]:
+def balance(labels: np.ndarray, parts: np.ndarray, num_classes: int, minimum: int) -> tuple[PartBalance, ...]:
+    """Each part's PartBalance, in the order the parts first appear."""
     found = []
     for part in dict.fromkeys(str(p) for p in parts):
         counts = np.bincount(labels[parts == part], minlength=num_classes)

@@ -36,7 +36,14 @@ def load_image(path: str | Path | BinaryIO, size: tuple[int, int], channels: int
 
 def decode_image(path: str | Path | BinaryIO, size: tuple[int, int], channels: int) -> np.ndarray:
     """Read an image (a file, or its bytes in a file object) as H x W x C uint8: EXIF orientation applied,
-    alpha on white, resized (resize).
+    alpha on white, resized (resize)."""
+    return decode_image_sized(path, size, channels)[0]
+
+
+def decode_image_sized(path: str | Path | BinaryIO, size: tuple[int, int],
+                       channels: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """decode_image, and the (height, width) the decoder gave before the resize: the original's, or a
+    reduced scale of it that still covers `size` (so a side under `size` is the original's own).
 
     An RGB or gray JPEG is decoded straight at the smallest of libjpeg-turbo's M/8 scales that
     still covers the target (3/8 for a 400x533 photo to 150x150): the decoder skips detail the
@@ -44,12 +51,12 @@ def decode_image(path: str | Path | BinaryIO, size: tuple[int, int], channels: i
     """
     try:
         pixels = jpeg.decode_plain_file(path, max(size), channels) if isinstance(path, (str, Path)) else None
-        if pixels is not None:
-            return resize(pixels, size)
-        with Image.open(path) as image:  # reads the header alone: format, size (bomb check), EXIF
-            decoded = jpeg.decode_reduced(image, max(size), channels)
-            image = decoded if decoded is not None else _decode(image, max(size), channels)
-            pixels = resize(np.asarray(image), size)
+        if pixels is None:
+            with Image.open(path) as image:  # reads the header alone: format, size (bomb check), EXIF
+                decoded = jpeg.decode_reduced(image, max(size), channels)
+                pixels = np.asarray(decoded if decoded is not None else _decode(image, max(size), channels))
+        decoded_size = (int(pixels.shape[0]), int(pixels.shape[1]))
+        pixels = resize(pixels, size)
     except FileNotFoundError:
         raise BadImageError(f"image {path} does not exist") from None
     except UnidentifiedImageError:  # Pillow's own message names a file object by its repr (its memory address)
@@ -58,7 +65,7 @@ def decode_image(path: str | Path | BinaryIO, size: tuple[int, int], channels: i
     except (OSError, ValueError, Image.DecompressionBombError, SyntaxError, cv2.error) as exc:
         name = getattr(path, "name", path)  # a file object's name says which of many it is
         raise BadImageError(f"cannot read {name} as an image ({exc})") from None
-    return pixels[..., np.newaxis] if channels == 1 else pixels
+    return (pixels[..., np.newaxis] if pixels.ndim == 2 else pixels), decoded_size  # gray from Pillow: H x W
 
 
 @contextlib.contextmanager

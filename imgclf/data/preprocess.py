@@ -18,7 +18,8 @@ import numpy as np
 from imgclf.artifacts import read_array
 from imgclf.data.datasets import DatasetSpec
 from imgclf.data.idx import read_idx
-from imgclf.data.images import BadImageError, decode_image, quiet_bomb_warnings
+from imgclf.data.doctor import ImageHashes, hash_images
+from imgclf.data.images import BadImageError, decode_image_sized, quiet_bomb_warnings
 from imgclf.errors import PipelineError
 
 
@@ -74,16 +75,21 @@ def _check_pair(images: np.ndarray, labels: np.ndarray, n_classes: int, part: st
 
 class Batch(NamedTuple):
     """Consecutive files decoded: the good images stacked (None if none), and the bad files' errors
-    by position among the `count`."""
+    by position among the `count`; for the good images, their sizes as decoded (N x 2: height, width,
+    before the resize) and, when asked for, their hashes for the dataset doctor."""
 
     images: np.ndarray | None
     errors: dict[int, BadImageError]
     count: int
+    sizes: np.ndarray | None = None
+    hashes: ImageHashes | None = None
 
 
 def decode_batches(paths: Sequence[Path], size: tuple[int, int], channels: int, workers: int | None = None,
-                   batch: int = 32) -> Iterator[Batch]:
-    """Decode each file once, in parallel over the cores, in order, `batch` files at a time.
+                   batch: int = 32, hashes: bool = False) -> Iterator[Batch]:
+    """Decode each file once, in parallel over the cores, in order, `batch` files at a time; with
+    `hashes`, each batch is also hashed for the dataset doctor by the thread that decoded it (so the
+    photos are not decoded twice, and the hashing runs on every core).
 
     Threads, not processes: libjpeg-turbo and OpenCV's resize release the GIL, and the decoded
     pixels stay where the stage writes them (a process pool would copy every photo's pixels
@@ -94,12 +100,12 @@ def decode_batches(paths: Sequence[Path], size: tuple[int, int], channels: int, 
     starts = range(0, len(paths), batch)
     with quiet_bomb_warnings():
         if workers == 1 or len(paths) < 2 * batch:
-            yield from (_decode_batch(paths[start:start + batch], size, channels) for start in starts)
+            yield from (_decode_batch(paths[start:start + batch], size, channels, hashes) for start in starts)
             return
         with ThreadPoolExecutor(workers) as pool:
             pending: deque = deque()
             for start in starts:
-                pending.append(pool.submit(_decode_batch, paths[start:start + batch], size, channels))
+                pending.append(pool.submit(_decode_batch, paths[start:start + batch], size, channels, hashes))
                 if len(pending) >= 2 * workers:
                     yield pending.popleft().result()
             while pending:
@@ -109,21 +115,25 @@ def decode_batches(paths: Sequence[Path], size: tuple[int, int], channels: int, 
 def decode_images(paths: Sequence[Path], size: tuple[int, int], channels: int, workers: int | None = None,
                   batch: int = 32) -> Iterator[np.ndarray | BadImageError]:
     """decode_batches one file at a time: its pixels, or its error for a bad file."""
-    for images, errors, count in decode_batches(paths, size, channels, workers, batch):
+    for images, errors, count, _, _ in decode_batches(paths, size, channels, workers, batch):
         rows = iter(images if images is not None else ())
         for i in range(count):
             yield errors[i] if i in errors else next(rows)
 
 
-def _decode_one(path: Path, size: tuple[int, int], channels: int) -> np.ndarray | BadImageError:
+def _decode_one(path: Path, size: tuple[int, int], channels: int) -> tuple[np.ndarray, tuple[int, int]] | BadImageError:
     try:
-        return decode_image(path, size, channels)
+        return decode_image_sized(path, size, channels)
     except BadImageError as exc:  # returned, not raised: one bad file must not stop the others
         return exc
 
 
-def _decode_batch(paths: Sequence[Path], size: tuple[int, int], channels: int) -> Batch:
+def _decode_batch(paths: Sequence[Path], size: tuple[int, int], channels: int, hashes: bool = False) -> Batch:
     results = [_decode_one(path, size, channels) for path in paths]
     errors = {i: r for i, r in enumerate(results) if isinstance(r, BadImageError)}
     good = [r for r in results if not isinstance(r, BadImageError)]
-    return Batch(np.stack(good) if good else None, errors, len(results))
+    if not good:
+        return Batch(None, errors, len(results))
+    images = np.stack([pixels for pixels, _ in good])
+    return Batch(images, errors, len(results), np.array([shape for _, shape in good], np.int32).reshape(-1, 2),
+                 hash_images(images) if hashes else None)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 from sklearn.model_selection import train_test_split
 
@@ -11,19 +13,35 @@ from imgclf.errors import PipelineError
 SplitPlan = dict[str, tuple[str, np.ndarray]]
 
 
-def plan_splits(labels: dict[str, np.ndarray], val_fraction: float, test_fraction: float, seed: int) -> SplitPlan:
-    """Keep the source's own val/test parts; carve what is missing out of train, stratified."""
-    train = np.arange(len(labels["train"]))
+@dataclass(frozen=True)
+class SplitConstraints:
+    """What the data checks ask of a split: rows left out of each source part (copies of training images
+    in validation/test, conflicting labels), and for carving, the group of each train row (copies share
+    one, and a group goes whole to one split) and the train rows that stay in train."""
+
+    dropped: dict[str, np.ndarray] = field(default_factory=dict)  # part -> rows
+    train_groups: np.ndarray | None = None  # a group id per train row; None: every row its own
+    pinned: np.ndarray | None = None  # bool per train row: never carved into val or test
+
+
+def plan_splits(labels: dict[str, np.ndarray], val_fraction: float, test_fraction: float, seed: int,
+                constraints: SplitConstraints = SplitConstraints()) -> SplitPlan:
+    """Keep the source's own val/test parts; carve what is missing out of train, stratified, groups whole."""
+
+    def rows(part: str) -> np.ndarray:
+        return np.setdiff1d(np.arange(len(labels[part])), constraints.dropped.get(part, ()))
+
+    train = rows("train")
     plan: SplitPlan = {}
     if "test" in labels:
-        plan["test"] = ("test", np.arange(len(labels["test"])))
+        plan["test"] = ("test", rows("test"))
     else:
-        train, test = _carve(train, labels["train"], test_fraction, seed, "split.test_fraction")
+        train, test = _carve(train, labels["train"], test_fraction, seed, "split.test_fraction", constraints)
         plan["test"] = ("train", test)
     if "val" in labels:
-        plan["val"] = ("val", np.arange(len(labels["val"])))
+        plan["val"] = ("val", rows("val"))
     else:
-        train, val = _carve(train, labels["train"], val_fraction, seed, "split.val_fraction")
+        train, val = _carve(train, labels["train"], val_fraction, seed, "split.val_fraction", constraints)
         plan["val"] = ("train", val)
     plan["train"] = ("train", train)
     # Rows in file order: copying them then reads the source sequentially (training shuffles anyway).
@@ -52,11 +70,25 @@ def count_classes(labels: dict[str, np.ndarray], class_names: list[str]) -> dict
             for name, y in labels.items()}
 
 
-def _carve(rows: np.ndarray, y: np.ndarray, fraction: float, seed: int, key: str):
+def _carve(rows: np.ndarray, y: np.ndarray, fraction: float, seed: int, key: str,
+           constraints: SplitConstraints = SplitConstraints()) -> tuple[np.ndarray, np.ndarray]:
+    """(rows kept, rows carved). With groups, the draw is over groups (each by its first row's label) and a
+    carved group takes all its rows; pinned rows are never drawn. Without either, the draw is over rows,
+    as it always was, so a set with no copies splits as before."""
+    groups, pinned = constraints.train_groups, constraints.pinned
+    movable = rows if pinned is None else rows[~pinned[rows]]
+    units = movable
+    if groups is not None:
+        _, first = np.unique(groups[movable], return_index=True)
+        units = movable[np.sort(first)]  # each group's first row, in the rows' order
     try:
-        return train_test_split(rows, test_size=fraction, stratify=y[rows], random_state=seed)
+        kept, carved = train_test_split(units, test_size=fraction, stratify=y[units], random_state=seed)
     except ValueError as exc:
         raise PipelineError(
             f"cannot carve a stratified split with {key} = {fraction} from {len(rows)} samples ({exc}); "
             f"choose a {key} that leaves at least one sample of every class on each side"
         ) from None
+    if groups is None and pinned is None:
+        return kept, carved
+    taken = np.isin(groups[rows], groups[carved]) if groups is not None else np.isin(rows, carved)
+    return rows[~taken], rows[taken]
