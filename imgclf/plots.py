@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 
 import numpy as np
@@ -96,3 +97,22 @@ def prediction_captions(y_true: np.ndarray, probs: np.ndarray, class_names: list
         titles.append(text if right else f"{text}\ntrue: {class_names[label]}")
         colors.append(RIGHT if right else WRONG)
     return titles, colors
+
+
+def image_strip_png(images: np.ndarray, height: int = 64, gap: int = 4) -> bytes:
+    """Images (N x H x W x C uint8, C 1 or 3) side by side on white, each enlarged by a whole factor to at
+    least `height` pixels (nearest: the pixels as the model gets them), as PNG bytes (the same bytes for
+    the same images: the report is a DVC output)."""
+    from PIL import Image
+
+    factor = max(1, -(-height // images.shape[1]))
+    tiles = images.repeat(factor, axis=1).repeat(factor, axis=2)
+    if tiles.shape[-1] == 1:
+        tiles = tiles.repeat(3, axis=-1)
+    n, h, w, _ = tiles.shape
+    strip = np.full((h, n * w + (n - 1) * gap, 3), 255, np.uint8)
+    for i, tile in enumerate(tiles):
+        strip[:, i * (w + gap):i * (w + gap) + w] = tile
+    buffer = io.BytesIO()
+    Image.fromarray(strip).save(buffer, format="PNG", optimize=False)
+    return buffer.getvalue()

@@ -34,7 +34,8 @@ def main() -> None:
         with evaluation_run(params.mlflow.experiment_name, record) as (run, trained):
             scored = scoring.result()
             if run is not None:  # and the registered version's figures, which the report stage judges the champion by
-                log_evaluation(run, trained, record, scored, class_names, test, params.data)
+                log_evaluation(run, trained, record, scored, class_names, test, params.data,
+                               read_json(layout.CHECK_METRICS))
             # Outputs last and together, inside the run: when anything fails, the run is marked FAILED.
             write_together({
                 layout.EVAL_METRICS: json_writer(scored.summary),

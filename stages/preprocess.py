@@ -80,7 +80,8 @@ def _decode_folder(data: DataParams, out: Path) -> dict:
         write_array(y_path, labels)
         if hashes:
             names = np.array([p.relative_to(root).as_posix() for (p, _), keep in zip(files, kept) if keep])
-            HashedPart(ImageHashes.concatenate(hashes), np.concatenate(sizes), names).save(layout.hashes_file(out, part))
+            hashed = HashedPart(ImageHashes.concatenate(hashes), np.concatenate(sizes), names)
+            hashed.save(layout.hashes_file(out, part))
         if data.on_bad_image == "skip":
             _require_every_class(labels, folder.class_names, part)
     if skipped and data.on_bad_image == "fail":

@@ -19,7 +19,7 @@ from imgclf.artifacts import (
 from imgclf.collector import importing
 from imgclf.evaluate.metrics import confident_mistakes
 from imgclf.params import flatten, load_params
-from imgclf.plots import image_grid_figure, learning_curves_figure, prediction_captions
+from imgclf.plots import image_grid_figure, image_strip_png, learning_curves_figure, prediction_captions
 from imgclf.records import ModelRecord
 from imgclf.report.render import RunPointer, build_context, relevant_params, render_html, render_markdown
 from imgclf.runtime import run_stage
@@ -49,8 +49,10 @@ def main() -> None:
          "confidence": float(probs[i].max())}
         for i in confident_mistakes(y, probs, MISTAKE_ROWS)
     ]
+    checks = read_json(layout.findings_file(layout.CHECKS_DIR))
     with atomic_dir(layout.REPORT_DIR) as out:
         save_figure(out / "learning_curves.png", learning_curves_figure(read_history(layout.HISTORY)))
+        strips = _group_strips(checks, read_array(layout.thumbnails_file(layout.CHECKS_DIR)), out / "duplicates")
         titles, colors = prediction_captions(y[:GRID], probs[:GRID], class_names)
         save_figure(out / "predictions.png", image_grid_figure(x_test[:GRID] * meta["pixel_scale"], titles,
                                                                            colors))
@@ -59,7 +61,7 @@ def main() -> None:
                   "mistakes": layout.MISTAKES_PNG}
         context = build_context(params, read_json(layout.SPLIT_METRICS), read_json(layout.TRAIN_METRICS),
                                 evaluation, read_json(layout.CLASS_REPORT), record.class_weights, mistakes, images,
-                                _run_pointer(loaded.mlflow.experiment_name, record, trained))
+                                _run_pointer(loaded.mlflow.experiment_name, record, trained), checks, strips)
         write_text(out / "report.html", render_html(context))
         write_text(out / "report.md", render_markdown(context, relative_to=out))
     print(f"report: {layout.REPORT_DIR / 'report.html'}, {layout.REPORT_DIR / 'report.md'}; the model's training run: "
@@ -88,6 +90,18 @@ def _settle_champion(record: ModelRecord, version: int, metric: str, test: Split
         log.warning("%s", promotion.note)
     else:
         print(f"report: {promotion.note}")
+
+
+def _group_strips(checks: dict, thumbnails: np.ndarray, folder) -> list:
+    """One PNG per group the findings show: its copies' thumbnails side by side."""
+    strips = []
+    for number, group in enumerate(checks["groups"], start=1):
+        shown = [m["thumbnail"] for m in group["members"] if m["thumbnail"] is not None]
+        folder.mkdir(exist_ok=True)
+        path = folder / f"group-{number:02d}.png"
+        path.write_bytes(image_strip_png(np.asarray(thumbnails[shown])))
+        strips.append(path)
+    return strips
 
 
 def _run_pointer(experiment: str, record: ModelRecord, trained: TrainingRun | None) -> RunPointer:

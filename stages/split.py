@@ -49,7 +49,8 @@ def main() -> None:
     final = checks.final_splits(examined, plan)
     found = checks.metrics(examined, treatment, final, len(class_names), params.data.checks.min_class_count)
     with atomic_dir(layout.CHECKS_DIR) as out:
-        write_json(layout.findings_file(out), checks.findings_record(examined, treatment, final, class_names, found))
+        write_json(layout.findings_file(out), checks.findings_record(examined, treatment, final, class_names, found,
+                                                                         params.data.checks))
         shown = checks.thumbnail_rows(examined)
         write_array(layout.thumbnails_file(out), np.stack([parts[part].x[row] for part, row in shown]) if shown
                     else np.zeros((0, *next(iter(parts.values())).x.shape[1:]), np.uint8))

@@ -143,6 +143,13 @@ def test_training_is_tracked_in_mlflow(repo, project):
     artifacts = {a.path for a in client.list_artifacts(first.info.run_id, "evaluation")}
     assert {"evaluation/confusion_matrix.png", "evaluation/classification_report.json",
             "evaluation/confusion_matrix.json", "evaluation/mistakes.png"} <= artifacts
+    # the data checks' counts, on the training run (metrics/checks.json, logged by evaluate)
+    checks = json.loads((repo / "metrics/checks.json").read_text())
+    metrics = client.get_run(project.run_id).data.metrics
+    assert metrics["checks.leaked_groups"] == checks["leaked_groups"] == 0
+    assert metrics["checks.imbalance.train"] == pytest.approx(checks["imbalance"]["train"])
+    assert checks["imbalance"]["train"] > 1
+    assert metrics["checks.duplicates.test"] == checks["duplicates"]["test"]
 
 
 def test_one_mlflow_name_per_quantity(repo):

@@ -9,6 +9,17 @@ SHA = "5e" * 32
 LOCAL = RunPointer("image-classifier", SHA, f"tags.`model.sha256` = '{SHA}'", None)
 
 
+# data/checks/findings.json of a set without a finding
+CLEAN_CHECKS = {
+    "counts": {"exact_duplicates": 0, "near_duplicates": 0, "conflicting_groups": 0, "leaked_groups": 0,
+               "dropped_images": 0, "leaks_left": 0, "small_images": 0, "gray_images": 0,
+               "duplicates": {"train": 0, "val": 0, "test": 0}, "imbalance": {"train": 1.0, "val": None, "test": 1.5},
+               "classes_under_minimum": {"train": 0, "val": 1, "test": 0}},
+    "policy": {"leak": "drop", "conflict": "drop"}, "groups_total": 0, "groups": [], "dropped": [], "conflicts": [],
+    "small": [], "gray": [], "classes": {},
+}
+
+
 def _context(tmp_path, class_names=("0", "1"), class_weights=None, run=LOCAL):
     images = {}
     for role in ("curves", "predictions", "augmentation", "confusion", "mistakes"):
@@ -27,6 +38,8 @@ def _context(tmp_path, class_names=("0", "1"), class_weights=None, run=LOCAL):
         mistakes=[{"index": 4, "true": class_names[1], "predicted": class_names[0], "confidence": 0.91}],
         images=images,
         run=run,
+        checks=CLEAN_CHECKS,
+        group_strips=[],
     )
 
 
@@ -88,7 +101,10 @@ def test_html_tables_hold_the_values_in_their_formats(tmp_path):
     for cell in ("<td>0.8333</td>", "<td>0.667</td>", "<td>3</td>", "<td>0.910</td>", "<td>carved</td>",
                  "<td>train.optimizer</td>", "<td>adam</td>"):
         assert cell in html
-    assert html.count('<table class="dataframe metrics">') == 6
+    assert html.count('<table class="dataframe metrics">') == 7
+    # the data checks' per-split figures, a split with a class missing in words
+    assert "<td>imbalance (test)</td>\n      <td>1.5</td>" in html
+    assert "<td>imbalance (val)</td>\n      <td>inf (a class has none)</td>" in html
 
 
 def test_whole_numbers_stay_whole_and_floats_keep_their_format(tmp_path):

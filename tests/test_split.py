@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from imgclf.data.split import count_classes, describe_source, plan_splits, summarize_splits
+from imgclf.data.split import SplitConstraints, count_classes, describe_source, plan_splits, summarize_splits
 from imgclf.errors import PipelineError
 
 
@@ -61,3 +61,29 @@ def test_counts_each_class_including_absent_ones():
 def test_too_few_samples_for_a_stratified_split_is_a_clear_error():
     with pytest.raises(PipelineError, match="split.test_fraction"):
         plan_splits({"train": _labels((1, 5, 5))}, 0.2, 0.2, seed=0)
+
+
+def test_groups_are_carved_whole_and_pinned_rows_stay_in_train():
+    y = _labels((30, 30))
+    groups = np.arange(60)
+    groups[[1, 2, 3]] = 1  # a group of three copies of class 0
+    groups[[31, 32]] = 31  # two copies of class 1
+    pinned = np.zeros(60, bool)
+    pinned[[40, 41]] = True  # a conflicting label's training copies
+    seen = set()
+    for seed in range(12):
+        plan = plan_splits({"train": y}, 0.25, 0.25, seed, SplitConstraints(train_groups=groups, pinned=pinned))
+        where = {row: name for name, (_, rows) in plan.items() for row in rows.tolist()}
+        assert sorted(where) == list(range(60))
+        assert len({where[r] for r in (1, 2, 3)}) == 1 and where[31] == where[32]
+        assert where[40] == where[41] == "train"
+        seen.add(where[1])
+    assert seen == {"train", "val", "test"}  # a group goes anywhere, but always whole
+
+
+def test_dropped_rows_leave_the_given_parts():
+    y = _labels()
+    plan = plan_splits({"train": y, "val": y[:9], "test": y[:6]}, 0.25, 0.2, seed=0,
+                       constraints=SplitConstraints(dropped={"test": np.array([1, 4]), "val": np.array([0])}))
+    assert plan["test"][1].tolist() == [0, 2, 3, 5] and plan["val"][1].tolist() == list(range(1, 9))
+    assert len(plan["train"][1]) == 120

@@ -154,7 +154,7 @@ def metrics(examined: Examined, treatment: Treatment, final: np.ndarray, num_cla
 
 
 def findings_record(examined: Examined, treatment: Treatment, final: np.ndarray, class_names: list[str],
-                    summary: dict) -> dict:
+                    summary: dict, policy: ChecksParams) -> dict:
     """data/checks/findings.json: what a person acts on, by file name. The first SHOWN_GROUPS groups with
     each member's split (thumbnail k: the k-th image of thumbnails.npy), every dropped image with why,
     every conflicting group, the small and gray images (the first LISTED), and each split's class counts."""
@@ -173,9 +173,11 @@ def findings_record(examined: Examined, treatment: Treatment, final: np.ndarray,
     kept = final != "dropped"
     return {
         "counts": summary,
+        "policy": {"leak": policy.leak, "conflict": policy.conflict},
         "groups_total": len(findings.groups),
         "groups": groups,
-        "dropped": [{**_member(i, examined, class_names), "reason": why} for i, why in sorted(treatment.dropped.items())],
+        "dropped": [{**_member(i, examined, class_names), "reason": why}
+                    for i, why in sorted(treatment.dropped.items())],
         "conflicts": [describe_group(g, examined, class_names) for g in findings.conflicts],
         "small": [examined.names[i] for i in findings.small[:LISTED]],
         "gray": [examined.names[i] for i in findings.gray[:LISTED]],

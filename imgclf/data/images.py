@@ -42,20 +42,24 @@ def decode_image(path: str | Path | BinaryIO, size: tuple[int, int], channels: i
 
 def decode_image_sized(path: str | Path | BinaryIO, size: tuple[int, int],
                        channels: int) -> tuple[np.ndarray, tuple[int, int]]:
-    """decode_image, and the (height, width) the decoder gave before the resize: the original's, or a
-    reduced scale of it that still covers `size` (so a side under `size` is the original's own).
+    """decode_image, and the original's (height, width), upright.
 
     An RGB or gray JPEG is decoded straight at the smallest of libjpeg-turbo's M/8 scales that
     still covers the target (3/8 for a 400x533 photo to 150x150): the decoder skips detail the
     resize would discard anyway, and the resize has less to do. Anything else goes through Pillow.
     """
     try:
-        pixels = jpeg.decode_plain_file(path, max(size), channels) if isinstance(path, (str, Path)) else None
-        if pixels is None:
+        plain = jpeg.decode_plain_file(path, max(size), channels) if isinstance(path, (str, Path)) else None
+        if plain is not None:
+            pixels, original = plain
+        else:
             with Image.open(path) as image:  # reads the header alone: format, size (bomb check), EXIF
+                width, height = image.size
                 decoded = jpeg.decode_reduced(image, max(size), channels)
                 pixels = np.asarray(decoded if decoded is not None else _decode(image, max(size), channels))
-        decoded_size = (int(pixels.shape[0]), int(pixels.shape[1]))
+            # the stored size, turned as EXIF turned the pixels (a quarter turn swaps the sides)
+            turned = (pixels.shape[0] > pixels.shape[1]) != (height > width) and pixels.shape[0] != pixels.shape[1]
+            original = (width, height) if turned else (height, width)
         pixels = resize(pixels, size)
     except FileNotFoundError:
         raise BadImageError(f"image {path} does not exist") from None
@@ -65,7 +69,8 @@ def decode_image_sized(path: str | Path | BinaryIO, size: tuple[int, int],
     except (OSError, ValueError, Image.DecompressionBombError, SyntaxError, cv2.error) as exc:
         name = getattr(path, "name", path)  # a file object's name says which of many it is
         raise BadImageError(f"cannot read {name} as an image ({exc})") from None
-    return (pixels[..., np.newaxis] if pixels.ndim == 2 else pixels), decoded_size  # gray from Pillow: H x W
+    pixels = pixels[..., np.newaxis] if pixels.ndim == 2 else pixels  # gray through Pillow: H x W
+    return pixels, (int(original[0]), int(original[1]))
 
 
 @contextlib.contextmanager

@@ -30,11 +30,11 @@ def fast_path_enabled() -> bool:
     return switches.on("IMGCLF_JPEG_FAST_PATH")
 
 
-def decode_plain_file(path: str | Path, side: int, channels: int) -> np.ndarray | None:
+def decode_plain_file(path: str | Path, side: int, channels: int) -> tuple[np.ndarray, tuple[int, int]] | None:
     """A JPEG file with nothing to turn upright (no EXIF or XMP), decoded by libjpeg-turbo at the
     smallest M/8 scale with both sides at least `side`, without Pillow's header parser: the same
-    pixels as decode_reduced gives through Pillow. None for any other file (or with the switch
-    off), which the Pillow path then decodes (and judges)."""
+    pixels as decode_reduced gives through Pillow, and the file's own (height, width). None for any
+    other file (or with the switch off), which the Pillow path then decodes (and judges)."""
     if not fast_path_enabled():
         return None
     with open(path, "rb") as f:
@@ -51,7 +51,7 @@ def decode_plain_file(path: str | Path, side: int, channels: int) -> np.ndarray 
                                         min_height=side, min_width=side)
     except ValueError:
         return None
-    return pixels
+    return pixels, (height, width)
 
 
 # Room for a JPEG's markers before its first scan (EXIF thumbnails and ICC profiles included).

@@ -17,8 +17,8 @@ import numpy as np
 
 from imgclf.artifacts import read_array
 from imgclf.data.datasets import DatasetSpec
-from imgclf.data.idx import read_idx
 from imgclf.data.doctor import ImageHashes, hash_images
+from imgclf.data.idx import read_idx
 from imgclf.data.images import BadImageError, decode_image_sized, quiet_bomb_warnings
 from imgclf.errors import PipelineError
 

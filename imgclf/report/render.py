@@ -36,9 +36,12 @@ class RunPointer:
 
 def build_context(params: dict, split: dict, train: dict, evaluation: dict, classes: dict,
                   class_weights: dict[str, float] | None, mistakes: list[dict], images: dict[str, Path],
-                  run: RunPointer) -> dict:
-    """Everything the templates show; `images` maps a figure's role to its PNG file."""
+                  run: RunPointer, checks: dict, group_strips: list[Path]) -> dict:
+    """Everything the templates show; `images` maps a figure's role to its PNG file; `checks` is the data
+    checks' findings.json, `group_strips` the PNG of each of its groups (their copies side by side)."""
     return {
+        "checks": checks,
+        "group_strips": group_strips,
         "run": run,
         "dataset": params["data.dataset"],
         "model": params["train.model"],
@@ -77,6 +80,7 @@ def tables(context: dict) -> dict[str, tuple[pd.DataFrame, str | None]]:
         "classes": (classes, ".3f"),
         "mistakes": (mistakes.rename(columns={"index": "test index"}), ".3f"),
         "split": (_key_value(context["split"], "split"), None),
+        "checks": (_key_value(_flat_counts(context["checks"]["counts"]), "finding"), None),
         "params": (_key_value(context["params"], "param"), None),
     }
 
@@ -84,6 +88,7 @@ def tables(context: dict) -> dict[str, tuple[pd.DataFrame, str | None]]:
 def render_html(context: dict) -> str:
     """The HTML page, every image embedded as a data URI so the file stands alone."""
     embedded = {role: _data_uri(path) for role, path in context["images"].items()}
+    embedded["groups"] = [_data_uri(path) for path in context["group_strips"]]
     # pandas escapes the cells (class names and params are the user's text); the page takes the table as is.
     html = {name: markupsafe.Markup(frame.to_html(index=False, border=0, classes="metrics",
                                                   float_format=fmt and f"{{:{fmt}}}".format))
@@ -94,6 +99,7 @@ def render_html(context: dict) -> str:
 def render_markdown(context: dict, relative_to: Path) -> str:
     """The Markdown twin (for CI summaries and PR comments); images are linked by relative path."""
     links = {role: Path(_relpath(path, relative_to)).as_posix() for role, path in context["images"].items()}
+    links["groups"] = [Path(_relpath(path, relative_to)).as_posix() for path in context["group_strips"]]
     markdown = {name: _markdown(frame, fmt) for name, (frame, fmt) in tables(context).items()}
     return _ENV.get_template("report.md.j2").render(context, links=links, tables=markdown)
 
@@ -108,6 +114,17 @@ def _markdown(frame: pd.DataFrame, fmt: str | None) -> str:
     # tabulate would read a text cell such as class "007" as the number 7: only numeric columns are numbers.
     text = [i for i, (_, column) in enumerate(frame.items()) if not pd.api.types.is_numeric_dtype(column)]
     return frame.to_markdown(index=False, floatfmt=fmt or "g", disable_numparse=text)
+
+
+def _flat_counts(counts: dict) -> dict:
+    """metrics/checks.json as rows: `imbalance (train)` for a per-split figure; an infinite imbalance (a
+    class with no image in the split) as the word."""
+    flat = {}
+    for key, value in counts.items():
+        for split, number in (value.items() if isinstance(value, dict) else [(None, value)]):
+            name = key.replace("_", " ") + (f" ({split})" if split else "")
+            flat[name] = "inf (a class has none)" if number is None else number
+    return flat
 
 
 def _key_value(values: dict, key: str) -> pd.DataFrame:

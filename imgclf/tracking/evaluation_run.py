@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 
 import mlflow
+from mlflow.entities import Metric
 
 from imgclf import layout
 from imgclf.artifacts import SplitPart, file_md5
@@ -58,11 +60,11 @@ def evaluation_run(experiment_name: str, record: ModelRecord):
 
 
 def log_evaluation(run, trained: TrainingRun, record: ModelRecord, scored: Scored, class_names: list[str],
-                   test: SplitPart, data: DataParams) -> bool:
+                   test: SplitPart, data: DataParams, checks: dict | None = None) -> bool:
     """Test metrics, report, confusion matrix and figures on the evaluation's run; the test set (`test`,
     from `data`) as a dataset input of it and of the model's training run (`trained`); the model's run
-    page; on the model's registered version, its task and figures (the champion alias moves only when the
-    pipeline has succeeded).
+    page; the data checks' counts (metrics/checks.json) on the training run; on the model's registered
+    version, its task and figures (the champion alias moves only when the pipeline has succeeded).
 
     True when the model has a registered version and its figures are recorded on it.
     """
@@ -79,9 +81,23 @@ def log_evaluation(run, trained: TrainingRun, record: ModelRecord, scored: Score
     metrics = mlflow.get_run(trained.run_id).data.metrics
     headline = {**{k: metrics[f"final_{k}"] for k in ("val_loss", "val_accuracy") if f"final_{k}" in metrics},
                 **{f"test_{k}": v for k, v in summary.items()}}
+    if checks:
+        log_checks(trained.run_id, checks)
     mlflow.MlflowClient().set_tag(trained.run_id, DESCRIPTION_TAG, description(
         record.dataset, record.model, headline, trained.data_hint, class_names, scored.matrix,
         test_digest=run.data.tags["test.x.md5"]))
     return bool(trained.registered_version) and record_evaluation(
         record.registered_model, trained.registered_version, Task(record.class_names, record.input_shape),
         digest_test_set(run.data.tags["test.x.md5"], run.data.tags["test.y.md5"]), summary)
+
+
+def log_checks(run_id: str, checks: dict) -> None:
+    """The data checks' counts as metrics of a run, in one call: checks.<finding>, checks.<finding>.<split>
+    (a null imbalance, a split missing a class, is left out: a metric is a number)."""
+    flat = {}
+    for key, value in checks.items():
+        for name, number in (value.items() if isinstance(value, dict) else [(None, value)]):
+            if number is not None:
+                flat[f"checks.{key}" + (f".{name}" if name else "")] = float(number)
+    now = int(time.time() * 1000)
+    mlflow.MlflowClient().log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in flat.items()])
