@@ -62,7 +62,19 @@ def variant(project: Path, rev: str | None) -> Path:
         archive = subprocess.run(["git", "-C", str(PROJECT), "archive", rev, "stages", "imgclf"],
                                  capture_output=True, check=True).stdout
         subprocess.run(["tar", "-x", "-C", str(b)], input=archive, check=True)
+        _drop_unknown_params(b / "params.yaml", rev)
     return b
+
+
+def _drop_unknown_params(path: Path, rev: str) -> None:
+    """Keep only the params `rev` knows (its code refuses an unknown key), with this project's values."""
+    known = yaml.safe_load(subprocess.run(["git", "-C", str(PROJECT), "show", f"{rev}:params.yaml"],
+                                          capture_output=True, check=True, text=True).stdout)
+
+    def keep(ours: dict, theirs: dict) -> dict:
+        return {k: keep(v, theirs[k]) if isinstance(v, dict) else v for k, v in ours.items() if k in theirs}
+
+    path.write_text(yaml.safe_dump(keep(yaml.safe_load(path.read_text()), known), sort_keys=False))
 
 
 def run_stage(project: Path, stage: str, env: dict[str, str]) -> float:
