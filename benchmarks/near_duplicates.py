@@ -99,7 +99,7 @@ def main() -> None:
     hashing = time.perf_counter() - start
     settings = doctor.DoctorSettings(max_distance=args.max_distance, colour_tolerance=args.colour_tolerance)
     start = time.perf_counter()
-    findings = doctor.examine(hashes, np.array(labels), parts, len(dataset.class_names), settings=settings)
+    findings = doctor.examine(hashes, np.array(labels), parts, len(dataset.class_names), batch, settings=settings)
     examining = time.perf_counter() - start
 
     group_of = np.full(len(batch), -1)
@@ -116,7 +116,7 @@ def main() -> None:
 
     pairs = doctor.near_pairs(hashes, settings)
     in_pool = (pairs < len(pool)).all(axis=1)
-    false = [(i, j) for i, j in pairs[in_pool] if hashes.digest[i] != hashes.digest[j]]
+    false = [(i, j) for i, j in pairs[in_pool] if not np.array_equal(batch[i], batch[j])]
     identical = int(in_pool.sum()) - len(false)
     photos = {int(i) for pair in false for i in pair}
     print(f"\nfalse positives among the {len(pool)} untouched photos: {len(false)} pairs, "

@@ -40,8 +40,9 @@ def main() -> None:
     parts = {part: read_part(layout.PROCESSED_DIR, part) for part in meta["parts"]}
     hashed = {part: HashedPart.load(layout.hashes_file(layout.PROCESSED_DIR, part)) for part in meta["parts"]}
     image_size = next(iter(parts.values())).x.shape[1:3]
-    examined = checks.examine_parts(hashed, {name: part.y for name, part in parts.items()}, len(class_names),
-                                    image_size, params.data.checks)
+    examined = checks.examine_parts(hashed, {name: part.y for name, part in parts.items()},
+                                    {name: part.x for name, part in parts.items()}, len(class_names), image_size,
+                                    params.data.checks)
     treatment = checks.treat(examined, params.data.checks, class_names)  # a fail policy stops here, nothing written
     plan = plan_splits({name: part.y for name, part in parts.items()}, params.split.val_fraction,
                        params.split.test_fraction, params.seed, treatment.constraints)

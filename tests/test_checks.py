@@ -113,7 +113,7 @@ def test_preprocess_saves_each_part_s_hashes_with_file_names_and_sizes(decoded):
     assert part.sizes.tolist()[0] == [120, 160]  # the photo's own height and width, not the 64x64 it became
     # the hashes saved are those of the pixels saved: hashed once, in the decoding threads
     np.testing.assert_array_equal(part.hashes.phash, hash_images(x).phash)
-    np.testing.assert_array_equal(part.hashes.digest, hash_images(x).digest)
+    np.testing.assert_array_equal(part.hashes.thumbs, hash_images(x).thumbs)
 
 
 def test_leaks_are_dropped_from_validation_and_test_and_listed(project):
@@ -239,7 +239,8 @@ def test_a_dataset_of_arrays_names_its_images_by_part_and_row():
     hashed = {"train": HashedPart(hash_images(images[:10]), np.full((10, 2), 28)),
               "test": HashedPart(hash_images(images[10:]), np.full((3, 2), 28))}
     labels = {"train": np.arange(10) % 2, "test": np.array([0, 1, 0])}
-    examined = checks.examine_parts(hashed, labels, 2, (28, 28), ChecksParams())
+    examined = checks.examine_parts(hashed, labels, {"train": images[:10], "test": images[10:]}, 2, (28, 28),
+                                    ChecksParams())
     (group,) = examined.findings.groups
     assert [examined.names[i] for i in group.members] == ["train[2]", "test[2]"]
     treatment = checks.treat(examined, ChecksParams(), ["0", "1"])

@@ -70,7 +70,7 @@ def test_every_kind_of_copy_is_found_within_and_across_parts(copy_part):
         pixels.append(_decoded(make(photos[number])))
         parts.append(copy_part)
         labels.append(labels[number])
-    findings = doctor.examine(doctor.hash_images(np.stack(pixels)), np.array(labels), parts, 4)
+    findings = doctor.examine(doctor.hash_images(np.stack(pixels)), np.array(labels), parts, 4, np.stack(pixels))
 
     grouped = {frozenset(group.members) for group in findings.groups}
     assert grouped == {frozenset({copy, source}) for copy, source in original.items()}
@@ -85,7 +85,7 @@ def test_a_conflicting_label_is_found_with_both_indices():
     photos = _distinct(10, seed=1)
     pixels = np.stack([_decoded(_encoded(photo)) for photo in photos] + [_decoded(COPIES["jpeg q60"](photos[3]))])
     labels = np.array([0, 1] * 5 + [0])  # photo 3 is class 1; its copy is filed under class 0
-    findings = doctor.examine(doctor.hash_images(pixels), labels, ["train"] * 8 + ["val", "test", "test"], 2)
+    findings = doctor.examine(doctor.hash_images(pixels), labels, ["train"] * 8 + ["val", "test", "test"], 2, pixels)
 
     (conflict,) = findings.conflicts
     assert conflict.members == (3, 10) and conflict.labels == (1, 0) and conflict.parts == ("train", "test")
@@ -95,7 +95,7 @@ def test_a_conflicting_label_is_found_with_both_indices():
 def test_a_clean_set_reports_zero_of_everything():
     pixels = np.stack([_decoded(_encoded(photo)) for photo in _distinct(60, seed=2)])
     labels, parts = np.arange(60) % 3, ["train"] * 30 + ["val"] * 15 + ["test"] * 15
-    findings = doctor.examine(doctor.hash_images(pixels), labels, parts, 3,
+    findings = doctor.examine(doctor.hash_images(pixels), labels, parts, 3, pixels,
                               settings=doctor.DoctorSettings(min_class_count=5),
                               original_sizes=np.tile([120, 160], (60, 1)), target_size=SIZE)
 
@@ -110,13 +110,13 @@ def test_imbalance_per_part_and_classes_under_the_minimum():
     pixels = np.stack([_decoded(_encoded(photo)) for photo in _distinct(40, seed=3)])
     labels = np.array([0] * 30 + [1] * 3 + [0] * 4 + [1] * 3)
     parts = ["train"] * 33 + ["test"] * 7
-    findings = doctor.examine(doctor.hash_images(pixels), labels, parts, 3,
+    findings = doctor.examine(doctor.hash_images(pixels), labels, parts, 3, pixels,
                               settings=doctor.DoctorSettings(min_class_count=4))
 
     train, test = findings.balance
     assert (train.part, train.counts, train.ratio, train.under_minimum) == ("train", (30, 3, 0), float("inf"), (1, 2))
     assert (test.part, test.counts, test.under_minimum) == ("test", (4, 3, 0), (1, 2))
-    two_classes = doctor.examine(doctor.hash_images(pixels), np.minimum(labels, 1), parts, 2)
+    two_classes = doctor.examine(doctor.hash_images(pixels), np.minimum(labels, 1), parts, 2, pixels)
     assert two_classes.balance[0].ratio == 10.0 and two_classes.balance[0].under_minimum == (1,)
     assert findings.counts()["classes_under_minimum"] == 4
 
@@ -126,7 +126,7 @@ def test_small_originals_and_gray_photos_in_an_rgb_set():
     gray = photos[5].convert("L").convert("RGB")
     pixels = np.stack([_decoded(_encoded(photo)) for photo in photos[:5]] + [_decoded(_encoded(gray))])
     sizes = np.array([[120, 160], [20, 24], [120, 160], [64, 31], [32, 32], [120, 160]])
-    findings = doctor.examine(doctor.hash_images(pixels), np.zeros(6, int), ["train"] * 6, 1,
+    findings = doctor.examine(doctor.hash_images(pixels), np.zeros(6, int), ["train"] * 6, 1, pixels,
                               original_sizes=sizes, target_size=SIZE)
 
     assert findings.small == (1, 3)  # a side under half the target's; 32 of 64 is not under
@@ -135,11 +135,29 @@ def test_small_originals_and_gray_photos_in_an_rgb_set():
     assert not one_channel.gray.any()  # a gray set's images are all gray: no finding
 
 
+def test_exact_copies_are_told_apart_by_their_pixels_reading_only_the_near_pairs():
+    photos = _distinct(12, seed=9)
+    pixels = np.stack([_decoded(_encoded(photo)) for photo in photos]
+                      + [_decoded(_encoded(photos[2])), _decoded(COPIES["jpeg q60"](photos[2])),
+                         _decoded(_encoded(photos[7]))])
+    read = []
+
+    def pixels_of(indices):
+        read.extend(indices.tolist())
+        return pixels[indices]
+
+    findings = doctor.examine(doctor.hash_images(pixels), np.zeros(15, int), ["train"] * 15, 1, pixels_of)
+    assert sorted(read) == [2, 7, 12, 13, 14]  # the images of a near pair, and no other
+    assert [g.members for g in findings.exact] == [(2, 12), (7, 14)]
+    assert [(g.kind, g.members) for g in findings.groups] == [("near", (2, 12, 13)), ("exact", (7, 14))]
+    assert findings.counts()["exact_duplicates"] == 2 and findings.counts()["near_duplicates"] == 2
+
+
 def test_hashes_of_batches_are_the_hashes_of_the_whole():
     pixels = np.stack([_decoded(_encoded(photo)) for photo in _distinct(9, seed=5)])
     whole = doctor.hash_images(pixels)
     parts = doctor.ImageHashes.concatenate([doctor.hash_images(pixels[:4]), doctor.hash_images(pixels[4:])])
-    for name in ("digest", "phash", "thumbs", "gray"):
+    for name in ("phash", "thumbs", "gray"):
         np.testing.assert_array_equal(getattr(parts, name), getattr(whole, name))
 
 
@@ -149,7 +167,8 @@ def test_copies_are_found_at_every_image_size(side):
     pixels = [decode_image(io.BytesIO(_encoded(photo)), (side, side), 3) for photo in photos]
     copies = [COPIES[kind](photos[0]) for kind in ("cropped 5%", "half size")]
     pixels += [decode_image(io.BytesIO(copy), (side, side), 3) for copy in copies]
-    findings = doctor.examine(doctor.hash_images(np.stack(pixels)), np.zeros(10, int), ["train"] * 10, 1)
+    findings = doctor.examine(doctor.hash_images(np.stack(pixels)), np.zeros(10, int), ["train"] * 10, 1,
+                              np.stack(pixels))
     assert [group.members for group in findings.groups] == [(0, 8, 9)]
 
 
@@ -157,7 +176,8 @@ def test_pixels_that_are_not_8_bit_images_are_refused():
     with pytest.raises(ValueError, match="uint8"):
         doctor.hash_images(np.zeros((2, 8, 8, 3), dtype=np.float32))
     with pytest.raises(ValueError, match="2 hashed images but 3 labels"):
-        doctor.examine(doctor.hash_images(np.zeros((2, 8, 8, 3), dtype=np.uint8)), np.zeros(3, int), ["train"] * 2, 1)
+        doctor.examine(doctor.hash_images(np.zeros((2, 8, 8, 3), dtype=np.uint8)), np.zeros(3, int), ["train"] * 2, 1,
+                       np.zeros((2, 8, 8, 3), dtype=np.uint8))
 
 
 def test_photos_alike_in_shape_but_not_in_colour_are_not_duplicates():
@@ -170,7 +190,7 @@ def test_photos_alike_in_shape_but_not_in_colour_are_not_duplicates():
     hashes = doctor.hash_images(pixels)
 
     assert np.bitwise_count(hashes.phash[0, 0] ^ hashes.phash[1, 0]) <= 4  # pHash alone calls them copies
-    assert not doctor.examine(hashes, np.zeros(2, int), ["train", "test"], 1).groups
+    assert not doctor.examine(hashes, np.zeros(2, int), ["train", "test"], 1, pixels).groups
 
 
 @pytest.mark.parametrize("max_distance", [2, 4])
@@ -181,7 +201,7 @@ def test_the_band_lookup_finds_every_pair_an_all_pairs_comparison_finds(max_dist
     for i in range(0, 120, 2):  # plant pairs 0 to max_distance + 1 bits apart, at any rung
         flips = rng.choice(64, int(rng.integers(0, max_distance + 2)), replace=False)
         phash[i + 1, int(rng.integers(rungs))] = phash[i, 0] ^ np.uint64(sum(1 << int(b) for b in flips))
-    hashes = doctor.ImageHashes(np.zeros(n, "S20"), phash, np.full((n, rungs, 8, 8, 3), 100, np.uint8),
+    hashes = doctor.ImageHashes(phash, np.full((n, rungs, 8, 8, 3), 100, np.uint8),
                                 np.zeros(n, bool))
     close = (np.bitwise_count(phash[:, 0][:, None, None] ^ phash[None, :, :]) <= max_distance).any(axis=2)
     expected = sorted({(min(i, j), max(i, j)) for i, j in zip(*np.nonzero(close)) if i != j})

@@ -56,9 +56,10 @@ class Treatment:
     constraints: SplitConstraints
 
 
-def examine_parts(hashed: dict[str, HashedPart], labels: dict[str, np.ndarray], num_classes: int,
-                  image_size: tuple[int, int], checks: ChecksParams) -> Examined:
-    """The findings on the given parts, from the hashes preprocess saved."""
+def examine_parts(hashed: dict[str, HashedPart], labels: dict[str, np.ndarray], images: dict[str, np.ndarray],
+                  num_classes: int, image_size: tuple[int, int], checks: ChecksParams) -> Examined:
+    """The findings on the given parts, from the hashes preprocess saved (and the images, memory-mapped: the
+    few in a near pair are read, to tell exact copies)."""
     parts = [p for p in PART_ORDER if p in labels]
     names = []
     for part in parts:
@@ -68,9 +69,13 @@ def examine_parts(hashed: dict[str, HashedPart], labels: dict[str, np.ndarray], 
     settings = DoctorSettings(min_class_count=checks.min_class_count, small_fraction=checks.small_fraction)
     part_of = np.concatenate([np.full(len(labels[p]), p) for p in parts])
     all_labels = np.concatenate([labels[p] for p in parts])
-    findings = examine(ImageHashes.concatenate([hashed[p].hashes for p in parts]), all_labels, part_of, num_classes,
-                       np.concatenate([hashed[p].sizes for p in parts]), image_size, settings)
     rows = np.concatenate([np.arange(len(labels[p])) for p in parts])
+
+    def pixels(indices: np.ndarray) -> np.ndarray:
+        return np.stack([images[part_of[i]][rows[i]] for i in indices])
+
+    findings = examine(ImageHashes.concatenate([hashed[p].hashes for p in parts]), all_labels, part_of, num_classes,
+                       pixels, np.concatenate([hashed[p].sizes for p in parts]), image_size, settings)
     return Examined(part_of, rows, all_labels, tuple(names), findings)
 
 

@@ -3,15 +3,19 @@
 Two steps, so that the hashing happens where the images are decoded and the images are not decoded twice:
 
 - `hash_images(batch)` takes a batch of decoded images (N x H x W x C uint8, one size) and returns their
-  `ImageHashes`: a digest of the pixels (exact duplicates), perceptual hashes (near duplicates), small
-  colour thumbnails (the check that cuts the perceptual hash's false matches) and whether each image
-  is gray. It is vectorised over the batch: a few matrix products per image, no Python loop but the
-  digest's.
-- `examine(hashes, labels, parts, ...)` turns the hashes of every image into `Findings`.
+  `ImageHashes`: perceptual hashes (near duplicates), small colour thumbnails (the check that cuts the
+  perceptual hash's false matches) and whether each image is gray. Each image is first halved (2x2
+  averages) while its sides are 64 or more, then the batch is hashed in a few matrix products.
+- `examine(hashes, labels, parts, num_classes, pixels, ...)` turns the hashes of every image into
+  `Findings`. Identical pixels give identical hashes, so every exact duplicate is among the near pairs:
+  only the images of a near pair are read again (`pixels`) and digested, to tell exact copies from
+  near ones, instead of digesting every image while it is decoded (a SHA-1 of a 150x150 photo costs
+  as much as its hashes).
 
 Near duplicates. A 64-bit pHash (the sign of the 8x8 lowest frequencies of the DCT of the gray image,
 against their median, as the `imagehash` library computes it, here from a 16x16 area-averaged image: the
-lowest frequencies are the same as from pHash's 32x32) survives re-encoding, resizing and small brightness
+lowest frequencies are the same as from pHash's 32x32; the image is halved to under 64x64 first, which
+keeps them too) survives re-encoding, resizing and small brightness
 changes, but not a crop: 4% off each side moves every edge of the picture. So each image is hashed on a
 ladder of centred regions (`LADDER`: the central 80%, 83%, 86% and 89% of each side), and two images match
 when the central 80% of one is within `max_distance` bits of any rung of the other: a copy with c of each
@@ -26,8 +30,8 @@ hashes within `max_distance` bits agree exactly on at least one band (pigeonhole
 that share a band value with another are compared (multi-index hashing).
 
 Speed: the region sums are matrix products; a multi-threaded BLAS on a busy machine spends more time
-waking its threads than summing (three times slower measured on 2 loaded cores), so a caller that hashes
-in its own threads limits BLAS to one (threadpoolctl).
+waking its threads than summing, so a caller that hashes in its own threads limits BLAS to one
+(threadpoolctl).
 
 Groups are the connected components of the duplicate pairs: a group is what a carved split must keep in
 one part, and a group with two parts is a leak, one with two classes a conflicting label.
@@ -35,6 +39,7 @@ one part, and a group with two parts is a leak, one with two classes a conflicti
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -45,13 +50,14 @@ from scipy.sparse.csgraph import connected_components
 
 # Centred regions hashed, as fractions of each side; the first is the one compared with every rung.
 LADDER = (0.80, 0.83, 0.86, 0.89)
+_SHRUNK_SIDE = 32  # images are halved while both sides are twice this: the hash keeps only the lowest frequencies
 _HASH_SIDE = 16  # the DCT's input (pHash's 32: the 8x8 lowest frequencies are the same, for a quarter of the work)
 _LOW = 8  # the 8x8 lowest frequencies: 64 bits
 _THUMB = 8  # the colour thumbnail's side
-_BINNED_SIDE = 32  # sides of twice this or more are first averaged in blocks
 _GRAY_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, as Pillow's "L"
 # Images hashed at a time: the region sums of a whole set at once are larger than the images (64 rows
-# from 28 for MNIST) and slow to write; of 1,024, a few tens of MB.
+# from 28 for MNIST) and slow to write; of 1,024, a few tens of MB. Also the images read and digested
+# at a time to tell exact copies.
 _CHUNK_IMAGES = 1024
 # Candidate pairs expanded at a time: bounds the memory of a set with many alike images (MNIST's ones).
 _CHUNK_PAIRS = 4_000_000
@@ -70,24 +76,22 @@ class DoctorSettings:
 
 @dataclass(frozen=True)
 class ImageHashes:
-    """Per image: digest (SHA-1 of the pixels: the fastest of hashlib's here, and no one forges a photo
-    to collide), phash (one uint64 per rung of LADDER),
-    thumbs (8 x 8 x C uint8 per rung), gray (R == G == B within the tolerance; False for 1 channel)."""
+    """Per image: phash (one uint64 per rung of LADDER), thumbs (8 x 8 x C uint8 per rung), gray (R == G == B
+    within the tolerance; False for 1 channel)."""
 
-    digest: np.ndarray  # (N,) "S20"
     phash: np.ndarray  # (N, len(LADDER)) uint64
     thumbs: np.ndarray  # (N, len(LADDER), 8, 8, C) uint8
     gray: np.ndarray  # (N,) bool
 
     def __len__(self) -> int:
-        return len(self.digest)
+        return len(self.phash)
 
     @staticmethod
     def concatenate(batches: Sequence[ImageHashes]) -> ImageHashes:
         if not batches:
             raise ValueError("no batches of hashes to concatenate")
         return ImageHashes(*(np.concatenate([getattr(b, name) for b in batches])
-                             for name in ("digest", "phash", "thumbs", "gray")))
+                             for name in ("phash", "thumbs", "gray")))
 
 
 @dataclass(frozen=True)
@@ -102,7 +106,7 @@ class HashedPart:
 
     def save(self, path) -> None:
         """One .npz, no pickle (names as a unicode array)."""
-        arrays = {name: getattr(self.hashes, name) for name in ("digest", "phash", "thumbs", "gray")}
+        arrays = {name: getattr(self.hashes, name) for name in ("phash", "thumbs", "gray")}
         arrays["sizes"] = self.sizes
         if self.names is not None:
             arrays["names"] = self.names.astype(str)
@@ -112,7 +116,7 @@ class HashedPart:
     @staticmethod
     def load(path) -> HashedPart:
         with np.load(path, allow_pickle=False) as arrays:
-            hashes = ImageHashes(*(arrays[name] for name in ("digest", "phash", "thumbs", "gray")))
+            hashes = ImageHashes(*(arrays[name] for name in ("phash", "thumbs", "gray")))
             return HashedPart(hashes, arrays["sizes"], arrays["names"] if "names" in arrays else None)
 
 
@@ -190,10 +194,9 @@ def hash_images(images: np.ndarray, gray_tolerance: int = DoctorSettings.gray_to
     if len(images) > _CHUNK_IMAGES:  # the products' intermediates stay in the CPU's cache
         return ImageHashes.concatenate([hash_images(images[i:i + _CHUNK_IMAGES], gray_tolerance)
                                         for i in range(0, len(images), _CHUNK_IMAGES)])
-    images = np.ascontiguousarray(images)  # the digest reads each image's buffer
+    images = _shrunk(images)
     n, channels = len(images), images.shape[-1]
-    digest = np.array([hashlib.sha1(memoryview(image.reshape(-1))).digest() for image in images], dtype="S20")
-    pixels = _binned(images)
+    pixels = images.astype(np.float32)
     luma = pixels if channels == 1 else pixels @ _GRAY_WEIGHTS[:, np.newaxis]
     regions = _regions(luma, _HASH_SIDE)[..., 0]  # (n, rungs, side, side)
     dct = _dct_matrix(_HASH_SIDE)[:_LOW]
@@ -206,22 +209,26 @@ def hash_images(images: np.ndarray, gray_tolerance: int = DoctorSettings.gray_to
         gray = (spread <= gray_tolerance).all(axis=(1, 2))
     else:
         gray = np.zeros(n, dtype=bool)
-    return ImageHashes(digest, phash, thumbs, gray)
+    return ImageHashes(phash, thumbs, gray)
+
+
+Pixels = np.ndarray | Callable[[np.ndarray], np.ndarray]  # the images, or a function of indices to them
 
 
 def examine(hashes: ImageHashes, labels: np.ndarray, parts: Sequence[str] | np.ndarray, num_classes: int,
-            original_sizes: np.ndarray | None = None, target_size: tuple[int, int] | None = None,
+            pixels: Pixels, original_sizes: np.ndarray | None = None, target_size: tuple[int, int] | None = None,
             settings: DoctorSettings = DoctorSettings()) -> Findings:
     """The findings on every image: hashes (hash_images of all of them, in one order), their labels
-    (class indices), their parts ("train", "val", "test"), and for the small-image check the size of each
-    original (N x 2: height, width) and the size the pipeline resizes to (height, width)."""
+    (class indices), their parts ("train", "val", "test"), their pixels (read only for the images of a near
+    pair), and for the small-image check the size of each original (N x 2: height, width) and the size the
+    pipeline resizes to (height, width)."""
     labels, parts = np.asarray(labels), np.asarray(parts)
     n = len(hashes)
     if len(labels) != n or len(parts) != n:
         raise ValueError(f"{n} hashed images but {len(labels)} labels and {len(parts)} parts")
-    exact_ids = np.unique(hashes.digest, return_inverse=True)[1].reshape(-1)
-    exact = _groups(exact_ids, labels, parts, lambda members: "exact")
     pairs = near_pairs(hashes, settings)
+    exact_ids = _same_pixels(n, np.unique(pairs), pixels)
+    exact = _groups(exact_ids, labels, parts, lambda members: "exact")
     graph = coo_matrix((np.ones(len(pairs) + n, dtype=np.int8),
                         (np.concatenate([pairs[:, 0], np.arange(n)]),
                          np.concatenate([pairs[:, 1], _first_of_same(exact_ids)]))), shape=(n, n))
@@ -271,6 +278,20 @@ def near_pairs(hashes: ImageHashes, settings: DoctorSettings = DoctorSettings())
         return np.empty((0, 2), dtype=np.int64)
     pairs = _distinct(np.concatenate(found).astype(np.int64) @ np.array([n, 1]))
     return np.stack(np.divmod(pairs, n), axis=1)
+
+
+def _same_pixels(n: int, candidates: np.ndarray, pixels: Pixels) -> np.ndarray:
+    """An id per image, shared by images with identical pixels: each image its own, but the candidates,
+    which are digested (SHA-1: no one forges a photo to collide), a chunk at a time."""
+    read = pixels if callable(pixels) else pixels.__getitem__
+    digests = [hashlib.sha1(np.ascontiguousarray(image)).digest()
+               for start in range(0, len(candidates), _CHUNK_IMAGES)
+               for image in read(candidates[start:start + _CHUNK_IMAGES])]
+    ids = np.arange(n)
+    if digests:
+        _, same = np.unique(np.array(digests, dtype="S20"), return_inverse=True)
+        ids[candidates] = n + same.reshape(-1)
+    return ids
 
 
 def _distinct(values: np.ndarray) -> np.ndarray:
@@ -340,24 +361,25 @@ def _pack(bits: np.ndarray) -> np.ndarray:
     return np.packbits(bits, axis=-1).view(">u8")[..., 0].astype(np.uint64)
 
 
-def _binned(images: np.ndarray) -> np.ndarray:
-    """The images as float32, each side over twice _BINNED_SIDE averaged in blocks of k pixels (k the
-    largest whole factor of the side that leaves at least _BINNED_SIDE): a fraction of the work of the
-    region sums for larger images, at no cost to the low frequencies the hash keeps. Summed in two
-    passes of strided views (rows, then columns), far faster than a reshape's sum over two axes."""
-    _, height, width, _ = images.shape
-    ky, kx = _block(height), _block(width)
-    rows = images[:, 0::ky].astype(np.uint16)
-    for dy in range(1, ky):
-        rows += images[:, dy::ky]
-    sums = rows[:, :, 0::kx].copy()
-    for dx in range(1, kx):
-        sums += rows[:, :, dx::kx]
-    return sums.astype(np.float32) * np.float32(1 / (ky * kx))
+def _shrunk(images: np.ndarray) -> np.ndarray:
+    """The images halved (each 2x2 block averaged, OpenCV's INTER_AREA) while both sides are at least twice
+    _SHRUNK_SIDE: 150x150 becomes 37x37, 64x64 32x32, 28x28 stays. An odd last row or column is left out
+    before a halving, so that each one is an exact 2x2 average, OpenCV's fast case (a resize to another
+    ratio takes ten times as long); every image of a set has one size, so all lose the same pixels.
+    OpenCV releases the GIL: preprocess hashes in its decoding threads."""
+    _, height, width, channels = images.shape
+    if min(height, width) < 2 * _SHRUNK_SIDE:
+        return images
+    import cv2  # here: split, which only examines, does not pay its import
 
+    def halved(image: np.ndarray) -> np.ndarray:
+        while min(image.shape[:2]) >= 2 * _SHRUNK_SIDE:
+            h, w = image.shape[0] // 2, image.shape[1] // 2
+            image = cv2.resize(image[:2 * h, :2 * w], (w, h), interpolation=cv2.INTER_AREA)
+        return image
 
-def _block(side: int) -> int:
-    return max((k for k in range(1, side // _BINNED_SIDE + 1) if side % k == 0), default=1)
+    shrunk = [halved(image) for image in images]
+    return np.stack(shrunk).reshape(len(images), *shrunk[0].shape[:2], channels)
 
 
 def _regions(pixels: np.ndarray, cells: int) -> np.ndarray:
@@ -373,14 +395,16 @@ def _regions(pixels: np.ndarray, cells: int) -> np.ndarray:
     return both.reshape(rungs, cells, n, channels, cells).transpose(2, 0, 1, 4, 3)
 
 
+@functools.cache
 def _dct_matrix(side: int) -> np.ndarray:
     """The orthonormal DCT-II matrix: row k is frequency k."""
     k, x = np.arange(side)[:, None], np.arange(side)[None, :]
     matrix = np.cos(np.pi * (2 * x + 1) * k / (2 * side)) * np.sqrt(2 / side)
     matrix[0] /= np.sqrt(2)
-    return matrix.astype(np.float32)
+    return _frozen(matrix.astype(np.float32))
 
 
+@functools.cache
 def _area_matrix(length: int, cells: int, fraction: float) -> np.ndarray:
     """(cells, length) weights: cell k is the mean of the pixels its share of the centred `fraction` of
     the side covers, partly covered pixels weighted by the part covered."""
@@ -389,4 +413,10 @@ def _area_matrix(length: int, cells: int, fraction: float) -> np.ndarray:
     pixel = np.arange(length)
     overlap = (np.minimum(edges[1:, None], pixel[None, :] + 1) - np.maximum(edges[:-1, None], pixel[None, :]))
     weights = np.clip(overlap, 0, None)
-    return (weights / weights.sum(axis=1, keepdims=True)).astype(np.float32)
+    return _frozen((weights / weights.sum(axis=1, keepdims=True)).astype(np.float32))
+
+
+def _frozen(array: np.ndarray) -> np.ndarray:
+    """A cached matrix, read-only: every caller shares it."""
+    array.flags.writeable = False
+    return array
