@@ -45,8 +45,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 # Centred regions hashed, as fractions of each side; the first is the one compared with every rung.
 LADDER = (0.80, 0.83, 0.86, 0.89)
@@ -54,6 +52,7 @@ _SHRUNK_SIDE = 32  # images are halved while both sides are twice this: the hash
 _HASH_SIDE = 16  # the DCT's input (pHash's 32: the 8x8 lowest frequencies are the same, for a quarter of the work)
 _LOW = 8  # the 8x8 lowest frequencies: 64 bits
 _THUMB = 8  # the colour thumbnail's side
+_THUMB_SOURCE = 16  # the thumbnails' images are halved while both sides are twice this
 _GRAY_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, as Pillow's "L"
 # Images hashed at a time: the region sums of a whole set at once are larger than the images (64 rows
 # from 28 for MNIST) and slow to write; of 1,024, a few tens of MB. Also the images read and digested
@@ -194,7 +193,7 @@ def hash_images(images: np.ndarray, gray_tolerance: int = DoctorSettings.gray_to
     if len(images) > _CHUNK_IMAGES:  # the products' intermediates stay in the CPU's cache
         return ImageHashes.concatenate([hash_images(images[i:i + _CHUNK_IMAGES], gray_tolerance)
                                         for i in range(0, len(images), _CHUNK_IMAGES)])
-    images = _shrunk(images)
+    images = _shrunk(images, _SHRUNK_SIDE)
     n, channels = len(images), images.shape[-1]
     pixels = images.astype(np.float32)
     luma = pixels if channels == 1 else pixels @ _GRAY_WEIGHTS[:, np.newaxis]
@@ -202,7 +201,10 @@ def hash_images(images: np.ndarray, gray_tolerance: int = DoctorSettings.gray_to
     dct = _dct_matrix(_HASH_SIDE)[:_LOW]
     low = (dct @ regions @ dct.T).reshape(n, len(LADDER), _LOW * _LOW)
     phash = _pack(low > np.median(low, axis=2, keepdims=True))
-    thumbs = np.clip(np.rint(_regions(pixels, _THUMB)), 0, 255).astype(np.uint8)
+    # The colour thumbnails from the images halved once more (a side of 16 to 31 for 8x8 cells): their
+    # region sums in three channels cost more than the hash's in one, and 8x8 cells need no more.
+    thumbs = np.clip(np.rint(_regions(_shrunk(images, _THUMB_SOURCE).astype(np.float32), _THUMB)), 0, 255)
+    thumbs = thumbs.astype(np.uint8)
     if channels == 3:
         red, green, blue = images[..., 0], images[..., 1], images[..., 2]
         spread = np.maximum(np.maximum(red, green), blue) - np.minimum(np.minimum(red, green), blue)
@@ -226,6 +228,11 @@ def examine(hashes: ImageHashes, labels: np.ndarray, parts: Sequence[str] | np.n
     n = len(hashes)
     if len(labels) != n or len(parts) != n:
         raise ValueError(f"{n} hashed images but {len(labels)} labels and {len(parts)} parts")
+    # Here, not at the top: preprocess imports this module to hash, and scipy's import would add a tenth
+    # of its time on photos; split, which examines, has it imported already (scikit-learn).
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
     pairs = near_pairs(hashes, settings)
     exact_ids = _same_pixels(n, np.unique(pairs), pixels)
     exact = _groups(exact_ids, labels, parts, lambda members: "exact")
@@ -361,19 +368,19 @@ def _pack(bits: np.ndarray) -> np.ndarray:
     return np.packbits(bits, axis=-1).view(">u8")[..., 0].astype(np.uint64)
 
 
-def _shrunk(images: np.ndarray) -> np.ndarray:
+def _shrunk(images: np.ndarray, side: int) -> np.ndarray:
     """The images halved (each 2x2 block averaged, OpenCV's INTER_AREA) while both sides are at least twice
-    _SHRUNK_SIDE: 150x150 becomes 37x37, 64x64 32x32, 28x28 stays. An odd last row or column is left out
+    `side`: for side 32, 150x150 becomes 37x37, 64x64 32x32, 28x28 stays. An odd last row or column is left out
     before a halving, so that each one is an exact 2x2 average, OpenCV's fast case (a resize to another
     ratio takes ten times as long); every image of a set has one size, so all lose the same pixels.
     OpenCV releases the GIL: preprocess hashes in its decoding threads."""
     _, height, width, channels = images.shape
-    if min(height, width) < 2 * _SHRUNK_SIDE:
+    if min(height, width) < 2 * side:
         return images
     import cv2  # here: split, which only examines, does not pay its import
 
     def halved(image: np.ndarray) -> np.ndarray:
-        while min(image.shape[:2]) >= 2 * _SHRUNK_SIDE:
+        while min(image.shape[:2]) >= 2 * side:
             h, w = image.shape[0] // 2, image.shape[1] // 2
             image = cv2.resize(image[:2 * h, :2 * w], (w, h), interpolation=cv2.INTER_AREA)
         return image
