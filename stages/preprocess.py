@@ -5,6 +5,7 @@ where the source is) to [0, 1]; the model's first layer (a Rescaling) applies it
 """
 
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +53,7 @@ def _decode_folder(data: DataParams, out: Path) -> dict:
     hash each batch for the dataset doctor as it is decoded (<part>_hashes.npz).
     The folder is listed here, not by download: this stage is the one that depends on it in dvc.yaml."""
     folder = scan_image_folder(data.path)
-    root = Path(data.path)
+    root = Path(data.path).expanduser()  # as scan_image_folder lists it
     channels = 3 if data.color_mode == "rgb" else 1
     skipped: list[str] = []
     parts = {("train" if split == "all" else split): files for split, files in folder.files.items()}
@@ -79,7 +80,7 @@ def _decode_folder(data: DataParams, out: Path) -> dict:
         labels = np.array([label for _, label in files], np.int64)[kept]
         write_array(y_path, labels)
         if hashes:
-            names = np.array([p.relative_to(root).as_posix() for (p, _), keep in zip(files, kept) if keep])
+            names = np.array([_relative(p, root) for (p, _), keep in zip(files, kept) if keep])
             hashed = HashedPart(ImageHashes.concatenate(hashes), np.concatenate(sizes), names)
             hashed.save(layout.hashes_file(out, part))
         if data.on_bad_image == "skip":
@@ -89,6 +90,14 @@ def _decode_folder(data: DataParams, out: Path) -> dict:
                             + "\n  ".join(skipped) + "\nfix: remove or replace them, or set data.on_bad_image: skip")
     return {"class_names": list(folder.class_names), "parts": sorted(parts, key=["train", "val", "test"].index),
             "presplit": folder.presplit, "skipped": skipped, "pixel_scale": PIXEL_SCALE}
+
+
+def _relative(path: Path, root: Path) -> str:
+    """A listed file's name under data.path, with / (scan_image_folder lists the files under `root`, so its
+    text is the prefix; Path.relative_to parses both paths again, a hundred times slower)."""
+    text, prefix = str(path), str(root) + os.sep
+    name = text[len(prefix):] if text.startswith(prefix) else os.path.relpath(path, root)
+    return name.replace(os.sep, "/") if os.sep != "/" else name
 
 
 def _require_every_class(labels: np.ndarray, class_names: list[str], part: str) -> None:
