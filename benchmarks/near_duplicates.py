@@ -114,7 +114,7 @@ def main() -> None:
         found = sum(group_of[i] >= 0 and group_of[i] == group_of[origin[i]] for i in copies)
         print(f"| {kind} | {found}/{len(copies)} | {found / len(copies):.1%} |")
 
-    pairs = doctor.near_pairs(hashes, settings)
+    pairs = doctor.near_pairs(hashes, batch, settings)
     in_pool = (pairs < len(pool)).all(axis=1)
     false = [(i, j) for i, j in pairs[in_pool] if not np.array_equal(batch[i], batch[j])]
     identical = int(in_pool.sum()) - len(false)

@@ -113,7 +113,7 @@ def test_preprocess_saves_each_part_s_hashes_with_file_names_and_sizes(decoded):
     assert part.sizes.tolist()[0] == [120, 160]  # the photo's own height and width, not the 64x64 it became
     # the hashes saved are those of the pixels saved: hashed once, in the decoding threads
     np.testing.assert_array_equal(part.hashes.phash, hash_images(x).phash)
-    np.testing.assert_array_equal(part.hashes.thumbs, hash_images(x).thumbs)
+    np.testing.assert_array_equal(part.hashes.gray, hash_images(x).gray)
 
 
 def test_leaks_are_dropped_from_validation_and_test_and_listed(project):

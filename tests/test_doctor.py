@@ -101,7 +101,7 @@ def test_a_clean_set_reports_zero_of_everything():
 
     assert findings.counts() == dict.fromkeys(findings.counts(), 0)
     assert not findings.groups and not findings.exact
-    assert doctor.near_pairs(doctor.hash_images(pixels)).shape == (0, 2)
+    assert doctor.near_pairs(doctor.hash_images(pixels), pixels).shape == (0, 2)
     assert [(b.part, b.counts, b.ratio) for b in findings.balance] == [
         ("train", (10, 10, 10), 1.0), ("val", (5, 5, 5), 1.0), ("test", (5, 5, 5), 1.0)]
 
@@ -136,6 +136,8 @@ def test_small_originals_and_gray_photos_in_an_rgb_set():
 
 
 def test_exact_copies_are_told_apart_by_their_pixels_reading_only_the_near_pairs():
+    """The pixels are read for the thumbnails of images whose hashes are close, and for the digest of
+    images in a near pair: here the same five images, of the twelve."""
     photos = _distinct(12, seed=9)
     pixels = np.stack([_decoded(_encoded(photo)) for photo in photos]
                       + [_decoded(_encoded(photos[2])), _decoded(COPIES["jpeg q60"](photos[2])),
@@ -147,7 +149,7 @@ def test_exact_copies_are_told_apart_by_their_pixels_reading_only_the_near_pairs
         return pixels[indices]
 
     findings = doctor.examine(doctor.hash_images(pixels), np.zeros(15, int), ["train"] * 15, 1, pixels_of)
-    assert sorted(read) == [2, 7, 12, 13, 14]  # the images of a near pair, and no other
+    assert sorted(set(read)) == [2, 7, 12, 13, 14]  # the images of a near pair, and no other
     assert [g.members for g in findings.exact] == [(2, 12), (7, 14)]
     assert [(g.kind, g.members) for g in findings.groups] == [("near", (2, 12, 13)), ("exact", (7, 14))]
     assert findings.counts()["exact_duplicates"] == 2 and findings.counts()["near_duplicates"] == 2
@@ -157,7 +159,7 @@ def test_hashes_of_batches_are_the_hashes_of_the_whole():
     pixels = np.stack([_decoded(_encoded(photo)) for photo in _distinct(9, seed=5)])
     whole = doctor.hash_images(pixels)
     parts = doctor.ImageHashes.concatenate([doctor.hash_images(pixels[:4]), doctor.hash_images(pixels[4:])])
-    for name in ("phash", "thumbs", "gray"):
+    for name in ("phash", "gray"):
         np.testing.assert_array_equal(getattr(parts, name), getattr(whole, name))
 
 
@@ -201,11 +203,11 @@ def test_the_band_lookup_finds_every_pair_an_all_pairs_comparison_finds(max_dist
     for i in range(0, 120, 2):  # plant pairs 0 to max_distance + 1 bits apart, at any rung
         flips = rng.choice(64, int(rng.integers(0, max_distance + 2)), replace=False)
         phash[i + 1, int(rng.integers(rungs))] = phash[i, 0] ^ np.uint64(sum(1 << int(b) for b in flips))
-    hashes = doctor.ImageHashes(phash, np.full((n, rungs, 8, 8, 3), 100, np.uint8),
-                                np.zeros(n, bool))
+    hashes = doctor.ImageHashes(phash, np.zeros(n, bool))
     close = (np.bitwise_count(phash[:, 0][:, None, None] ^ phash[None, :, :]) <= max_distance).any(axis=2)
     expected = sorted({(min(i, j), max(i, j)) for i, j in zip(*np.nonzero(close)) if i != j})
 
-    found = doctor.near_pairs(hashes, doctor.DoctorSettings(max_distance=max_distance))
+    alike = np.full((n, 8, 8, 3), 100, np.uint8)  # every thumbnail the same: the hashes alone decide
+    found = doctor.near_pairs(hashes, alike, doctor.DoctorSettings(max_distance=max_distance))
     assert [tuple(pair) for pair in found.tolist()] == expected
     assert 20 < len(expected) < 60  # the planted ones within max_distance, and no chance ones

@@ -75,11 +75,10 @@ class DoctorSettings:
 
 @dataclass(frozen=True)
 class ImageHashes:
-    """Per image: phash (one uint64 per rung of LADDER), thumbs (8 x 8 x C uint8 per rung), gray (R == G == B
-    within the tolerance; False for 1 channel)."""
+    """Per image: phash (one uint64 per rung of LADDER), gray (R == G == B within the tolerance; False for 1
+    channel)."""
 
     phash: np.ndarray  # (N, len(LADDER)) uint64
-    thumbs: np.ndarray  # (N, len(LADDER), 8, 8, C) uint8
     gray: np.ndarray  # (N,) bool
 
     def __len__(self) -> int:
@@ -90,7 +89,7 @@ class ImageHashes:
         if not batches:
             raise ValueError("no batches of hashes to concatenate")
         return ImageHashes(*(np.concatenate([getattr(b, name) for b in batches])
-                             for name in ("phash", "thumbs", "gray")))
+                             for name in ("phash", "gray")))
 
 
 @dataclass(frozen=True)
@@ -105,7 +104,7 @@ class HashedPart:
 
     def save(self, path) -> None:
         """One .npz, no pickle (names as a unicode array)."""
-        arrays = {name: getattr(self.hashes, name) for name in ("phash", "thumbs", "gray")}
+        arrays = {name: getattr(self.hashes, name) for name in ("phash", "gray")}
         arrays["sizes"] = self.sizes
         if self.names is not None:
             arrays["names"] = self.names.astype(str)
@@ -115,7 +114,7 @@ class HashedPart:
     @staticmethod
     def load(path) -> HashedPart:
         with np.load(path, allow_pickle=False) as arrays:
-            hashes = ImageHashes(*(arrays[name] for name in ("phash", "thumbs", "gray")))
+            hashes = ImageHashes(*(arrays[name] for name in ("phash", "gray")))
             return HashedPart(hashes, arrays["sizes"], arrays["names"] if "names" in arrays else None)
 
 
@@ -201,17 +200,24 @@ def hash_images(images: np.ndarray, gray_tolerance: int = DoctorSettings.gray_to
     dct = _dct_matrix(_HASH_SIDE)[:_LOW]
     low = (dct @ regions @ dct.T).reshape(n, len(LADDER), _LOW * _LOW)
     phash = _pack(low > np.median(low, axis=2, keepdims=True))
-    # The colour thumbnails from the images halved once more (a side of 16 to 31 for 8x8 cells): their
-    # region sums in three channels cost more than the hash's in one, and 8x8 cells need no more.
-    thumbs = np.clip(np.rint(_regions(_shrunk(images, _THUMB_SOURCE).astype(np.float32), _THUMB)), 0, 255)
-    thumbs = thumbs.astype(np.uint8)
     if channels == 3:
         red, green, blue = images[..., 0], images[..., 1], images[..., 2]
         spread = np.maximum(np.maximum(red, green), blue) - np.minimum(np.minimum(red, green), blue)
         gray = (spread <= gray_tolerance).all(axis=(1, 2))
     else:
         gray = np.zeros(n, dtype=bool)
-    return ImageHashes(phash, thumbs, gray)
+    return ImageHashes(phash, gray)
+
+
+def thumbnails(images: np.ndarray) -> np.ndarray:
+    """(N, len(LADDER), 8, 8, C) uint8: the colour thumbnail of each rung's region of each image, which
+    confirms a hash match. Made in examine for the images of a close hash pair only (few: the clothing
+    photos' hashes put 0.3% of them in one), from images halved while their sides are 32 or more (8x8
+    cells need no more)."""
+    if images.ndim == 3:
+        images = images[..., np.newaxis]
+    return np.clip(np.rint(_regions(_shrunk(images, _THUMB_SOURCE).astype(np.float32), _THUMB)), 0, 255).astype(
+        np.uint8)
 
 
 Pixels = np.ndarray | Callable[[np.ndarray], np.ndarray]  # the images, or a function of indices to them
@@ -233,7 +239,7 @@ def examine(hashes: ImageHashes, labels: np.ndarray, parts: Sequence[str] | np.n
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    pairs = near_pairs(hashes, settings)
+    pairs = near_pairs(hashes, pixels, settings)
     exact_ids = _same_pixels(n, np.unique(pairs), pixels)
     exact = _groups(exact_ids, labels, parts, lambda members: "exact")
     graph = coo_matrix((np.ones(len(pairs) + n, dtype=np.int8),
@@ -254,8 +260,9 @@ def examine(hashes: ImageHashes, labels: np.ndarray, parts: Sequence[str] | np.n
     return Findings(exact, groups, balance(labels, parts, num_classes, settings.min_class_count), small, gray)
 
 
-def near_pairs(hashes: ImageHashes, settings: DoctorSettings = DoctorSettings()) -> np.ndarray:
-    """(M, 2) int64 pairs i < j of near duplicates (exact ones included), each once, ascending."""
+def near_pairs(hashes: ImageHashes, pixels: Pixels, settings: DoctorSettings = DoctorSettings()) -> np.ndarray:
+    """(M, 2) int64 pairs i < j of near duplicates (exact ones included), each once, ascending; the pixels
+    of the images of a close hash pair are read for their thumbnails."""
     n, rungs = hashes.phash.shape
     keys = hashes.phash[:, 0]
     queries = hashes.phash.reshape(-1)  # query q is image q // rungs at rung q % rungs
@@ -274,12 +281,22 @@ def near_pairs(hashes: ImageHashes, settings: DoctorSettings = DoctorSettings())
             close.append(key[keep].astype(np.int64) * len(queries) + query[keep])
     # A close pair shares several bands: its colours are compared once.
     close = _distinct(np.concatenate(close)) if close else np.empty(0, dtype=np.int64)
-    thumbs = _normalised(hashes.thumbs.reshape(n * rungs, -1))
+    if not len(close):
+        return np.empty((0, 2), dtype=np.int64)
+    involved = np.unique(np.concatenate([close // len(queries), close % len(queries) // rungs]))
+    read = pixels if callable(pixels) else pixels.__getitem__
+    thumbs = _normalised(np.concatenate([thumbnails(read(involved[start:start + _CHUNK_IMAGES]))
+                                         for start in range(0, len(involved), _CHUNK_IMAGES)]
+                                        ).reshape(len(involved) * rungs, -1))
+    row = np.full(n, -1)
+    row[involved] = np.arange(len(involved))  # an involved image's thumbnails: rows row * rungs + rung
     found = []
     for start in range(0, len(close), _CHUNK_PAIRS // 8):
         key, query = np.divmod(close[start:start + _CHUNK_PAIRS // 8], len(queries))
-        alike = np.abs(thumbs[key * rungs] - thumbs[query]).mean(axis=1) <= settings.colour_tolerance
-        key, image = key[alike], query[alike] // rungs
+        image, rung = np.divmod(query, rungs)
+        alike = (np.abs(thumbs[row[key] * rungs] - thumbs[row[image] * rungs + rung]).mean(axis=1)
+                 <= settings.colour_tolerance)
+        key, image = key[alike], image[alike]
         found.append(np.stack([np.minimum(key, image), np.maximum(key, image)], axis=1))
     if not found:
         return np.empty((0, 2), dtype=np.int64)
