@@ -199,9 +199,13 @@ def hash_images(images: np.ndarray, gray_tolerance: int = DoctorSettings.gray_to
     regions = _regions(luma, _HASH_SIDE)[..., 0]  # (n, rungs, side, side)
     dct = _dct_matrix(_HASH_SIDE)[:_LOW]
     low = (dct @ regions @ dct.T).reshape(n, len(LADDER), _LOW * _LOW)
-    phash = _pack(low > np.median(low, axis=2, keepdims=True))
+    # the median of the 64 frequencies (the mean of the 32nd and 33rd): a sort of 64 is faster than np.median's
+    middle = np.sort(low, axis=2)[..., _LOW * _LOW // 2 - 1:_LOW * _LOW // 2 + 1].mean(axis=2, keepdims=True)
+    phash = _pack(low > middle)
     if channels == 3:
-        red, green, blue = images[..., 0], images[..., 1], images[..., 2]
+        # every other pixel of every other row: a gray photo is gray in all of them, a colour one in a quarter
+        sample = images[:, ::2, ::2]
+        red, green, blue = sample[..., 0], sample[..., 1], sample[..., 2]
         spread = np.maximum(np.maximum(red, green), blue) - np.minimum(np.minimum(red, green), blue)
         gray = (spread <= gray_tolerance).all(axis=(1, 2))
     else:
