@@ -25,9 +25,11 @@ so photos of different garments in the same pose can match; each match is then c
 regions' 8x8 colour thumbnails, each divided by its own mean (a brightness change is a factor): a mean
 difference over `colour_tolerance` is two different images.
 
-No pair of the whole set is compared: the 64 bits are dealt into `max_distance + 1` bands, and two
-hashes within `max_distance` bits agree exactly on at least one band (pigeonhole), so only the images
-that share a band value with another are compared (multi-index hashing).
+No pair of the whole set is compared: the 64 bits are dealt into `max_distance + 2` bands, and two
+hashes within `max_distance` bits agree exactly on at least two of them (pigeonhole), so only the
+images that share the values of a pair of bands with another are compared (multi-index hashing). Pairs
+of bands, not single ones: MNIST's digits have alike hashes, and a single band of 13 bits is shared by
+so many that the candidates (110 million) cost seconds; pairs of bands give a third of them.
 
 Speed: the region sums are matrix products; a multi-threaded BLAS on a busy machine spends more time
 waking its threads than summing, so a caller that hashes in its own threads limits BLAS to one
@@ -41,6 +43,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -58,8 +61,12 @@ _GRAY_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, 
 # from 28 for MNIST) and slow to write; of 1,024, a few tens of MB. Also the images read and digested
 # at a time to tell exact copies.
 _CHUNK_IMAGES = 1024
-# Candidate pairs expanded at a time: bounds the memory of a set with many alike images (MNIST's ones).
-_CHUNK_PAIRS = 4_000_000
+# Candidate pairs expanded, and close pairs' thumbnails compared, at a time: bounds the memory of a set
+# with many alike images (MNIST has 41 million candidates and 3 million close pairs), and keeps each
+# chunk's temporaries in the CPU's cache and the allocator's reused memory (chunks of millions spend
+# more time faulting fresh pages in than comparing: four times as long, measured).
+_CHUNK_PAIRS = 1 << 18
+_CHUNK_COMPARED = 1 << 14
 
 
 @dataclass(frozen=True)
@@ -270,8 +277,10 @@ def near_pairs(hashes: ImageHashes, pixels: Pixels, settings: DoctorSettings = D
     n, rungs = hashes.phash.shape
     keys = hashes.phash[:, 0]
     queries = hashes.phash.reshape(-1)  # query q is image q // rungs at rung q % rungs
-    close = []  # key * len(queries) + query, for each key and query within max_distance bits
-    for band in _bands(settings.max_distance):
+    masks = _band_pairs(settings.max_distance)
+    first_agreeing = _first_agreeing_pair(settings.max_distance)
+    close = []  # key * len(queries) + query, for each key and query within max_distance bits, once
+    for number, band in enumerate(masks):
         key_band, query_band = keys & band, queries & band
         order = np.argsort(key_band, kind="stable")
         sorted_band = key_band[order]
@@ -281,10 +290,13 @@ def near_pairs(hashes: ImageHashes, pixels: Pixels, settings: DoctorSettings = D
             query = np.repeat(chunk, counts[chunk])
             offsets = np.arange(len(query)) - np.repeat(np.cumsum(counts[chunk]) - counts[chunk], counts[chunk])
             key = order[np.repeat(starts[chunk], counts[chunk]) + offsets]
-            keep = (key != query // rungs) & (np.bitwise_count(keys[key] ^ queries[query]) <= settings.max_distance)
+            difference = keys[key] ^ queries[query]
+            keep = (key != query // rungs) & (np.bitwise_count(difference) <= settings.max_distance)
+            key, query, difference = key[keep], query[keep], difference[keep]
+            # A close pair agrees on several pairs of bands: it is kept by the first only.
+            keep = first_agreeing[_agreeing_bands(difference, settings.max_distance)] == number
             close.append(key[keep].astype(np.int64) * len(queries) + query[keep])
-    # A close pair shares several bands: its colours are compared once.
-    close = _distinct(np.concatenate(close)) if close else np.empty(0, dtype=np.int64)
+    close = np.concatenate(close) if close else np.empty(0, dtype=np.int64)
     if not len(close):
         return np.empty((0, 2), dtype=np.int64)
     involved = np.unique(np.concatenate([close // len(queries), close % len(queries) // rungs]))
@@ -295,8 +307,8 @@ def near_pairs(hashes: ImageHashes, pixels: Pixels, settings: DoctorSettings = D
     row = np.full(n, -1)
     row[involved] = np.arange(len(involved))  # an involved image's thumbnails: rows row * rungs + rung
     found = []
-    for start in range(0, len(close), _CHUNK_PAIRS // 8):
-        key, query = np.divmod(close[start:start + _CHUNK_PAIRS // 8], len(queries))
+    for start in range(0, len(close), _CHUNK_COMPARED):
+        key, query = np.divmod(close[start:start + _CHUNK_COMPARED], len(queries))
         image, rung = np.divmod(query, rungs)
         alike = (np.abs(thumbs[row[key] * rungs] - thumbs[row[image] * rungs + rung]).mean(axis=1)
                  <= settings.colour_tolerance)
@@ -345,13 +357,37 @@ def _chunks(counts: np.ndarray) -> list[np.ndarray]:
     return [np.arange(lo, hi) for lo, hi in zip(edges[:-1], edges[1:]) if counts[lo:hi].sum()]
 
 
-def _bands(max_distance: int) -> list[np.uint64]:
-    """Bit masks of max_distance + 1 bands that cover the 64 bits, each taking every (max_distance + 1)th
+def _bands(max_distance: int) -> list[int]:
+    """Bit masks of max_distance + 2 bands that cover the 64 bits, each taking every (max_distance + 2)th
     bit. Interleaved, not consecutive, bits: consecutive bits are neighbouring frequencies, and the
     lowest of a centred subject (MNIST's digits) are nearly the same in every image, so a band of them
-    is shared by thousands (3.4 times the candidate pairs on MNIST)."""
-    count = max_distance + 1
-    return [np.uint64(sum(1 << bit for bit in range(band, 64, count))) for band in range(count)]
+    is shared by thousands."""
+    count = max_distance + 2
+    return [sum(1 << bit for bit in range(band, 64, count)) for band in range(count)]
+
+
+def _band_pairs(max_distance: int) -> list[np.uint64]:
+    """The masks of every pair of bands, in itertools.combinations' order."""
+    return [np.uint64(a | b) for a, b in itertools.combinations(_bands(max_distance), 2)]
+
+
+def _agreeing_bands(difference: np.ndarray, max_distance: int) -> np.ndarray:
+    """For each XOR of two hashes, the set of bands they agree on, as bits of an integer (band k: bit k)."""
+    agree = np.zeros(len(difference), dtype=np.int64)
+    for k, band in enumerate(_bands(max_distance)):
+        agree |= ((difference & np.uint64(band)) == 0).astype(np.int64) << k
+    return agree
+
+
+def _first_agreeing_pair(max_distance: int) -> np.ndarray:
+    """For each set of agreeing bands (an integer, as _agreeing_bands gives), the number of the first pair
+    of bands in it (-1 with fewer than two)."""
+    count = max_distance + 2
+    pairs = list(itertools.combinations(range(count), 2))
+    table = np.full(1 << count, -1)
+    for agree in range(1 << count):
+        table[agree] = next((i for i, (a, b) in enumerate(pairs) if agree >> a & 1 and agree >> b & 1), -1)
+    return table
 
 
 def _first_of_same(ids: np.ndarray) -> np.ndarray:
@@ -364,7 +400,9 @@ def _first_of_same(ids: np.ndarray) -> np.ndarray:
 def _groups(ids: np.ndarray, labels: np.ndarray, parts: np.ndarray,
             kind: Callable[[np.ndarray], str]) -> tuple[DuplicateGroup, ...]:
     """The ids shared by two images or more, each as a DuplicateGroup, in order of their first member."""
-    order = np.argsort(ids, kind="stable")
+    _, inverse, counts = np.unique(ids, return_inverse=True, return_counts=True)
+    shared = np.flatnonzero(counts.reshape(-1)[inverse.reshape(-1)] > 1)  # most images have an id of their own
+    order = shared[np.argsort(ids[shared], kind="stable")]
     bounds = np.flatnonzero(np.diff(ids[order])) + 1
     groups = [members for members in np.split(order, bounds) if len(members) > 1]
     groups.sort(key=lambda members: members[0])
