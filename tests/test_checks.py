@@ -131,7 +131,7 @@ def test_leaks_are_dropped_from_validation_and_test_and_listed(project):
     assert (split["train"], split["val"], split["test"]) == (2 * 8 + 2, 2 * 3 + 1 - 1, given - 3)
     # one summary line, and one line per conflicting group naming both files
     out = result.stdout + result.stderr
-    assert len([line for line in out.splitlines() if line.startswith("checks:")]) == 1
+    assert len([line for line in out.splitlines() if line.startswith("split: data checks found")]) == 1
     assert "train/coat/photo-3.jpg (coat) = train/dress/conflict-half.jpg (dress)" in out
     assert "train/coat/photo-4.jpg (coat) = test/dress/conflict-bright.jpg (dress)" in out
 

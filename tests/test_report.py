@@ -16,7 +16,7 @@ CLEAN_CHECKS = {
                "duplicates": {"train": 0, "val": 0, "test": 0}, "imbalance": {"train": 1.0, "val": None, "test": 1.5},
                "classes_under_minimum": {"train": 0, "val": 1, "test": 0}},
     "policy": {"leak": "drop", "conflict": "drop"}, "groups_total": 0, "groups": [], "dropped": [], "conflicts": [],
-    "small": [], "gray": [], "classes": {},
+    "small": [], "gray": [],
 }
 
 

@@ -166,7 +166,7 @@ def findings_record(examined: Examined, treatment: Treatment, final: np.ndarray,
                     summary: dict, policy: ChecksParams) -> dict:
     """data/checks/findings.json: what a person acts on, by file name. The first SHOWN_GROUPS groups with
     each member's split (thumbnail k: the k-th image of thumbnails.npy), every dropped image with why,
-    every conflicting group, the small and gray images (the first LISTED), and each split's class counts."""
+    every conflicting group, and the small and gray images (the first LISTED)."""
     findings = examined.findings
     thumbnail = 0
     groups = []
@@ -179,7 +179,6 @@ def findings_record(examined: Examined, treatment: Treatment, final: np.ndarray,
             thumbnail += shown
         groups.append({"kind": group.kind, "leak": group.leaks, "conflicting": group.conflicting,
                        "members": members})
-    kept = final != "dropped"
     return {
         "counts": summary,
         "policy": {"leak": policy.leak, "conflict": policy.conflict},
@@ -190,8 +189,6 @@ def findings_record(examined: Examined, treatment: Treatment, final: np.ndarray,
         "conflicts": [describe_group(g, examined, class_names) for g in findings.conflicts],
         "small": [examined.names[i] for i in findings.small[:LISTED]],
         "gray": [examined.names[i] for i in findings.gray[:LISTED]],
-        "classes": {b.part: dict(zip(class_names, b.counts))
-                    for b in balance(examined.labels[kept], final[kept], len(class_names), 0)},
     }
 
 
@@ -222,7 +219,8 @@ def warnings(examined: Examined, checks: ChecksParams, class_names: list[str], l
 def summary_line(summary: dict) -> str:
     """The console's one line."""
     imbalance = summary["imbalance"].get("train")
-    return (f"checks: {summary['exact_duplicates']} exact and {summary['near_duplicates']} near duplicate(s), "
+    return (f"split: data checks found {summary['exact_duplicates']} exact and "
+            f"{summary['near_duplicates']} near duplicate(s), "
             f"{summary['leaked_groups']} leaked across parts ({summary['dropped_images']} image(s) dropped, "
             f"{summary['leaks_left']} leak(s) left), {summary['conflicting_groups']} conflicting label(s), "
             f"imbalance {imbalance if imbalance is not None else 'inf'} (train), {summary['small_images']} small, "
