@@ -57,7 +57,8 @@ def image_grid_figure(images: np.ndarray, titles: list[str], colors: list[str], 
 
 def reliability_figure(bins: list[dict], ece: float) -> Figure:
     """The reliability diagram: each confidence bin's accuracy as a bar over its width against the diagonal
-    of a model whose confidence is its accuracy, the gap to the bin's mean confidence hatched red; below, how many images each bin holds."""
+    of a model whose confidence is its accuracy, the gap to the bin's mean confidence hatched red; below,
+    how many images each bin holds."""
     fig = Figure(figsize=(5.5, 6.2))
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
     lower = [b["lower"] for b in bins]
