@@ -22,6 +22,10 @@ CLASS_REPORT = Path("plots/classification_report.json")  # per class: a plain ou
 CONFUSION = Path("plots/confusion.json")
 CONFUSION_PNG = Path("plots/confusion_matrix.png")
 MISTAKES_PNG = Path("plots/mistakes.png")
+CONFUSED_PAIRS = Path("plots/confused_pairs.json")  # the largest off-diagonal cells: a plain output, like CLASS_REPORT
+CONFUSED_PNG = Path("plots/confused_pairs.png")
+CALIBRATION = Path("plots/calibration.json")  # the reliability diagram's bins, its ECE a DVC metric in EVAL_METRICS
+RELIABILITY_PNG = Path("plots/reliability.png")
 PREDICTIONS = Path("data/predictions/test_probs.npy")
 
 REPORT_DIR = Path("reports")
@@ -32,7 +36,8 @@ OUTPUTS = {
     "preprocess": (PROCESSED_DIR,),
     "split": (SPLIT_DIR, CHECKS_DIR, SPLIT_METRICS, CHECK_METRICS),
     "train": (MODEL, MODEL_INFO, ONNX_DIR, TRAIN_METRICS, HISTORY, AUGMENTATION_PNG),
-    "evaluate": (EVAL_METRICS, CLASS_REPORT, CONFUSION, CONFUSION_PNG, MISTAKES_PNG, PREDICTIONS),
+    "evaluate": (EVAL_METRICS, CLASS_REPORT, CONFUSION, CONFUSION_PNG, MISTAKES_PNG, CONFUSED_PAIRS, CONFUSED_PNG,
+                 CALIBRATION, RELIABILITY_PNG, PREDICTIONS),
     "report": (REPORT_DIR,),
 }
 

@@ -55,6 +55,57 @@ def image_grid_figure(images: np.ndarray, titles: list[str], colors: list[str], 
     return fig
 
 
+def reliability_figure(bins: list[dict], ece: float) -> Figure:
+    """The reliability diagram: each confidence bin's accuracy as a bar over its width against the diagonal
+    of a model whose confidence is its accuracy, the gap to the bin's mean confidence hatched red; below,
+    how many images each bin holds."""
+    fig = Figure(figsize=(5.5, 6.2))
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
+    lower = [b["lower"] for b in bins]
+    width = [b["upper"] - b["lower"] for b in bins]
+    filled = [b for b in bins if b["count"]]
+    top.bar([b["lower"] for b in filled], [b["accuracy"] for b in filled], [b["upper"] - b["lower"] for b in filled],
+            align="edge", color=RIGHT, edgecolor="white", label="accuracy", gid="accuracy")
+    top.bar([b["lower"] for b in filled], [b["confidence"] - b["accuracy"] for b in filled],
+            [b["upper"] - b["lower"] for b in filled], bottom=[b["accuracy"] for b in filled], align="edge",
+            fill=False, hatch="///", edgecolor=WRONG, linewidth=0.8, label="gap to the mean confidence", gid="gap")
+    top.plot([0, 1], [0, 1], linestyle="--", color="gray", label="perfectly calibrated")
+    top.set(xlim=(0, 1), ylim=(0, 1), ylabel="accuracy", title=f"Reliability diagram (ECE {ece:.4f})")
+    top.legend(loc="upper left", fontsize=8)
+    top.grid(alpha=0.3)
+    bottom.bar(lower, [b["count"] for b in bins], width, align="edge", color="gray", edgecolor="white")
+    bottom.set(xlabel="confidence (the top probability)", ylabel="images")
+    bottom.yaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.tight_layout()
+    return fig
+
+
+def confused_pairs_figure(pairs: list[tuple[str, str, int]], examples: list[np.ndarray], confidences: list[list[float]],
+                          per_pair: int = 2, pairs_per_row: int = 2) -> Figure:
+    """The most confused pairs (actual, predicted, count), each with up to `per_pair` of its images ([0, 1],
+    grayscale or RGB) and the probability the model gave the wrong class; a slot left empty where a pair has fewer."""
+    ncols = per_pair * pairs_per_row
+    nrows = max(1, math.ceil(len(pairs) / pairs_per_row))
+    fig = Figure(figsize=(2.1 * ncols, 2.6 * nrows))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for number, ((actual, predicted, count), images, probabilities) in enumerate(zip(pairs, examples, confidences)):
+        for slot, (image, probability) in enumerate(zip(images, probabilities)):
+            ax = axes.flat[number * per_pair + slot]
+            pixels = image[..., 0] if image.shape[-1] == 1 else image
+            ax.imshow(pixels, cmap="gray" if pixels.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+            caption = f"{actual} → {predicted}: {count}×\n" if slot == 0 else "\n"
+            ax.set_title(f"{caption}p = {probability:.2f}", color=WRONG, fontsize=9)
+    fig.suptitle("Most confused pairs (true → predicted: count)")
+    if not pairs:
+        axes.flat[0].text(0.5, 0.5, "none", ha="center", va="center")
+    fig.tight_layout()
+    return fig
+
+
 def augmentation_figure(grid: np.ndarray) -> Figure:
     """One row per training image: the original, then its augmented versions."""
     n, versions = grid.shape[:2]

@@ -1,5 +1,5 @@
-"""Stage evaluate: the test metrics (a DVC metric), the classification report (a plain output: one row per class)
-and the confusion matrix (DVC plots)."""
+"""Stage evaluate: the test metrics (a DVC metric), the classification report and the most confused pairs (plain
+outputs: one row per class or pair), the calibration bins, the confusion matrix and the figures (DVC plots)."""
 
 from imgclf import layout
 from imgclf.artifacts import (
@@ -41,6 +41,8 @@ def main() -> None:
                 layout.EVAL_METRICS: json_writer(scored.summary),
                 layout.CLASS_REPORT: json_writer(scored.report),
                 layout.CONFUSION: json_writer(scored.records),
+                layout.CONFUSED_PAIRS: json_writer(scored.confused),
+                layout.CALIBRATION: json_writer(scored.calibration),
                 layout.PREDICTIONS: array_writer(scored.probs),
                 **{path: bytes_writer(png) for path, png in scored.figures.items()},
             })

@@ -58,10 +58,12 @@ def main() -> None:
                                                                            colors))
         images = {"curves": out / "learning_curves.png", "predictions": out / "predictions.png",
                   "augmentation": layout.AUGMENTATION_PNG, "confusion": layout.CONFUSION_PNG,
-                  "mistakes": layout.MISTAKES_PNG}
+                  "mistakes": layout.MISTAKES_PNG, "confused": layout.CONFUSED_PNG,
+                  "reliability": layout.RELIABILITY_PNG}
         context = build_context(params, read_json(layout.SPLIT_METRICS), read_json(layout.TRAIN_METRICS),
                                 evaluation, read_json(layout.CLASS_REPORT), record.class_weights, mistakes, images,
-                                _run_pointer(loaded.mlflow.experiment_name, record, trained), checks, strips)
+                                _run_pointer(loaded.mlflow.experiment_name, record, trained), checks, strips,
+                                confused=read_json(layout.CONFUSED_PAIRS), calibration=read_json(layout.CALIBRATION))
         write_text(out / "report.html", render_html(context))
         write_text(out / "report.md", render_markdown(context, relative_to=out))
     print(f"report: {layout.REPORT_DIR / 'report.html'}, {layout.REPORT_DIR / 'report.md'}; the model's training run: "

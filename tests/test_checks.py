@@ -148,7 +148,7 @@ def test_the_report_lists_the_dropped_files_the_conflicts_and_the_groups(project
     base = _context(tmp_path)
     context = build_context(base["params"], base["split"], base["train"],
                             base["evaluation"], base["classes"], None, base["mistakes"], base["images"], LOCAL,
-                            found, strips)
+                            found, strips, confused=base["confused"], calibration=base["calibration"])
     markdown, html = render_markdown(context, tmp_path), render_html(context)
     for name in DROPPED:
         assert f"`{name}`" in markdown and f"<code>{name}</code>" in html
@@ -167,7 +167,8 @@ def test_leak_warn_keeps_the_copies_and_the_report_warns(project, tmp_path):
     context = build_context(base["params"], base["split"], base["train"], base["evaluation"], base["classes"], None,
                             base["mistakes"], base["images"], LOCAL, _read(project, "data/checks/findings.json"),
                             [tmp_path / "plots" / "curves.png"] * len(_read(project, "data/checks/findings.json")
-                                                                         ["groups"]))
+                                                                         ["groups"]),
+                            confused=base["confused"], calibration=base["calibration"])
     assert "**Warning:** 3 group(s) of copies are in two splits" in render_markdown(context, tmp_path)
 
 

@@ -2,14 +2,21 @@ import math
 
 import numpy as np
 import pytest
+from sklearn.metrics import top_k_accuracy_score
 
 from imgclf.evaluate.metrics import (
+    calibration_bins,
     confident_mistakes,
+    confused_examples,
     confusion,
     confusion_records,
     cross_entropy,
+    expected_calibration_error,
+    most_confused,
     per_class_report,
     summary_metrics,
+    top_k_accuracy,
+    top_ks,
 )
 
 Y = np.array([0, 0, 1, 1, 2])
@@ -51,6 +58,111 @@ def test_confident_mistakes_are_ordered_by_confidence():
     assert confident_mistakes(Y, PROBS, 1).tolist() == [1]
 
 
+def test_summary_metrics_keep_their_keys_and_add_top_k_and_ece_after_them():
+    probs = np.full((4, 10), 0.05)
+    probs[np.arange(4), [0, 1, 2, 9]] = 0.55
+    keys = list(summary_metrics(np.array([0, 1, 3, 4]), probs))
+    assert keys == ["accuracy", "loss", "precision_macro", "recall_macro", "f1_macro", "top3_accuracy",
+                    "top5_accuracy", "ece"]
+    assert list(summary_metrics(Y, PROBS)) == [*keys[:5], "ece"]  # 3 classes: every class is in the top 3
+
+
+def test_top_ks_by_the_number_of_classes():
+    assert [top_ks(n) for n in (2, 3, 4, 9, 10, 100)] == [(), (), (3,), (3,), (3, 5), (3, 5)]
+
+
+# 4 classes; the true class ranks 1st, 2nd, 3rd and 4th
+TOP_Y = np.array([0, 1, 2, 3])
+TOP_PROBS = np.array([
+    [0.4, 0.3, 0.2, 0.1],   # rank 1
+    [0.5, 0.3, 0.15, 0.05],  # rank 2
+    [0.1, 0.5, 0.15, 0.25],  # rank 3
+    [0.3, 0.3, 0.3, 0.1],   # rank 4
+])
+
+
+def test_top_k_accuracy_by_hand_and_as_sklearn():
+    assert [top_k_accuracy(TOP_Y, TOP_PROBS, k) for k in (1, 2, 3, 4)] == [0.25, 0.5, 0.75, 1.0]
+    for k in (1, 2, 3):
+        assert top_k_accuracy(TOP_Y, TOP_PROBS, k) == top_k_accuracy_score(TOP_Y, TOP_PROBS, k=k, labels=range(4))
+
+
+def test_top_k_accuracy_breaks_ties_as_sklearn():
+    # all four equal: sklearn ranks the higher class index first, so class 3 is 1st and class 0 is 4th
+    tied = np.full((4, 4), 0.25)
+    assert [top_k_accuracy(TOP_Y, tied, k) for k in (1, 2, 3)] == [0.25, 0.5, 0.75]
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        probs = rng.integers(0, 3, (50, 6)) + 1.0  # many ties
+        y = rng.integers(0, 6, 50)
+        for k in (1, 3, 5):
+            assert top_k_accuracy(y, probs, k) == top_k_accuracy_score(y, probs, k=k, labels=range(6))
+
+
+def test_calibration_bins_and_ece_by_hand():
+    # confidences 0.95, 0.9 (right, wrong) in bin (14/15, 1] and (13/15, 14/15]; 0.5 twice (right) in (7/15, 8/15]
+    y = np.array([0, 1, 0, 1])
+    probs = np.array([[0.95, 0.05], [0.9, 0.1], [0.5, 0.5], [0.5, 0.5]])
+    probs[3] = [0.4999, 0.5001]  # the second class, right, at confidence 0.5001
+    bins = calibration_bins(y, probs)
+    assert len(bins) == 15 and bins[0]["lower"] == 0.0 and bins[-1]["upper"] == 1.0
+    filled = {i: b for i, b in enumerate(bins) if b["count"]}
+    assert sorted(filled) == [7, 13, 14]
+    assert filled[14] == {"lower": 14 / 15, "upper": 1.0, "count": 1, "confidence": 0.95, "accuracy": 1.0}
+    assert filled[13]["count"] == 1 and filled[13]["accuracy"] == 0.0
+    assert filled[7]["count"] == 2 and filled[7]["confidence"] == pytest.approx(0.50005)
+    assert filled[7]["accuracy"] == 1.0  # argmax of [0.5, 0.5] is class 0, the truth
+    assert bins[0]["confidence"] is None and bins[0]["accuracy"] is None
+    expected = (1 * 0.05 + 1 * 0.9 + 2 * (1 - 0.50005)) / 4
+    assert expected_calibration_error(bins) == pytest.approx(expected)
+    assert summary_metrics(y, probs)["ece"] == round(expected, 6)
+
+
+def test_calibration_bins_hold_their_upper_edge():
+    # (lower, upper]: a confidence of exactly 3/15 = 0.2 is in the third bin, 1.0 in the last
+    probs = np.array([[0.2] * 5, [1.0, 0, 0, 0, 0]])
+    bins = calibration_bins(np.array([0, 0]), probs)
+    assert bins[2]["count"] == 1 and bins[3]["count"] == 0 and bins[14]["count"] == 1
+
+
+def test_a_model_as_sure_as_it_is_right_has_no_calibration_error():
+    # 0.8 sure on 10 images, 8 of them right
+    probs = np.tile([0.8, 0.2], (10, 1))
+    y = np.array([0] * 8 + [1] * 2)
+    assert expected_calibration_error(calibration_bins(y, probs)) == pytest.approx(0.0)
+
+
+CONFUSED = np.array([
+    [9, 2, 0, 5],
+    [2, 7, 0, 0],
+    [0, 5, 8, 1],
+    [0, 0, 1, 20],
+])
+
+
+def test_most_confused_lists_the_largest_off_diagonal_cells_ties_in_row_order():
+    # 5 twice (row 0 before row 2), 2 twice (row 0 before row 1), 1 twice (row 2 before row 3); never the diagonal
+    assert most_confused(CONFUSED, 10) == [(0, 3, 5), (2, 1, 5), (0, 1, 2), (1, 0, 2), (2, 3, 1), (3, 2, 1)]
+    assert most_confused(CONFUSED, 3) == [(0, 3, 5), (2, 1, 5), (0, 1, 2)]
+    assert most_confused(np.diag([3, 4]), 10) == []
+    assert most_confused(CONFUSED.T, 1) == [(1, 2, 5)]  # (1, 2) before (3, 0)
+
+
+def test_most_confused_takes_ten_of_many():
+    matrix = np.arange(36).reshape(6, 6)
+    top = most_confused(matrix, 10)
+    assert len(top) == 10 and all(a != p for a, p, _ in top)
+    assert [c for *_, c in top] == sorted((c for (a, p), c in np.ndenumerate(matrix) if a != p), reverse=True)[:10]
+
+
+def test_confused_examples_are_the_most_confident_of_the_pair():
+    y = np.array([0, 0, 0, 1, 0])
+    probs = np.array([[0.3, 0.7], [0.1, 0.9], [0.9, 0.1], [0.2, 0.8], [0.4, 0.6]])
+    assert confused_examples(y, probs, 0, 1, 2).tolist() == [1, 0]
+    assert confused_examples(y, probs, 0, 1, 5).tolist() == [1, 0, 4]
+    assert confused_examples(y, probs, 1, 0, 2).tolist() == []
+
+
 def _sklearn_figures(y_true, probs, class_names):
     """What sklearn.metrics gives for the same predictions: the reference the numpy code must match."""
     from sklearn.metrics import classification_report, confusion_matrix, precision_recall_fscore_support
@@ -82,6 +194,9 @@ def test_metrics_equal_sklearns_with_classes_never_predicted_or_never_present(se
 
     summary = summary_metrics(y_true, probs)
     assert [summary[k] for k in ("precision_macro", "recall_macro", "f1_macro")] == macro
+    for k in top_ks(n_classes):
+        expected = top_k_accuracy_score(y_true, probs, k=k, labels=range(n_classes))
+        assert summary[f"top{k}_accuracy"] == round(expected, 6)
     assert per_class_report(y_true, probs.argmax(axis=1), names) == per_class
     assert confusion(y_true, probs.argmax(axis=1), n_classes).tolist() == matrix.tolist()
 

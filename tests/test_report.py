@@ -3,7 +3,14 @@ import base64
 from matplotlib.figure import Figure
 
 from imgclf.artifacts import save_figure
-from imgclf.report.render import RunPointer, build_context, relevant_params, render_html, render_markdown
+from imgclf.report.render import (
+    RunPointer,
+    build_context,
+    calibration_words,
+    relevant_params,
+    render_html,
+    render_markdown,
+)
 
 SHA = "5e" * 32
 LOCAL = RunPointer("image-classifier", SHA, f"tags.`model.sha256` = '{SHA}'", None)
@@ -20,9 +27,21 @@ CLEAN_CHECKS = {
 }
 
 
-def _context(tmp_path, class_names=("0", "1"), class_weights=None, run=LOCAL):
+def _bins(filled: dict[int, tuple[int, float, float]]) -> list[dict]:
+    """15 calibration bins, those in `filled` holding (count, mean confidence, accuracy)."""
+    return [{"lower": i / 15, "upper": (i + 1) / 15, "count": filled.get(i, (0,))[0],
+             "confidence": filled[i][1] if i in filled else None, "accuracy": filled[i][2] if i in filled else None}
+            for i in range(15)]
+
+
+# 6 test images: 4 of them 97% sure and all right, 2 about 60% sure and one right
+CALIBRATION = {"bins": _bins({14: (4, 0.97, 1.0), 8: (2, 0.6, 0.5)}), "ece": 0.053333, "confidence": 0.846667,
+               "accuracy": 0.833333}
+
+
+def _context(tmp_path, class_names=("0", "1"), class_weights=None, run=LOCAL, evaluation=None):
     images = {}
-    for role in ("curves", "predictions", "augmentation", "confusion", "mistakes"):
+    for role in ("curves", "predictions", "augmentation", "confusion", "mistakes", "confused", "reliability"):
         fig = Figure(figsize=(1, 1))
         fig.add_subplot().plot([0, 1])
         images[role] = tmp_path / "plots" / f"{role}.png"
@@ -32,7 +51,7 @@ def _context(tmp_path, class_names=("0", "1"), class_weights=None, run=LOCAL):
         params={"data.dataset": "digits", "train.model": "mlp", "train.optimizer": "adam"},
         split={"train": 10, "val": 2, "test": 6, "test_source": "carved"},
         train={"epochs_run": 3, "loss": 0.1},
-        evaluation={"accuracy": 0.8333, "loss": 0.4},
+        evaluation=evaluation or {"accuracy": 0.8333, "loss": 0.4},
         classes=classes,
         class_weights=class_weights,
         mistakes=[{"index": 4, "true": class_names[1], "predicted": class_names[0], "confidence": 0.91}],
@@ -40,16 +59,19 @@ def _context(tmp_path, class_names=("0", "1"), class_weights=None, run=LOCAL):
         run=run,
         checks=CLEAN_CHECKS,
         group_strips=[],
+        confused=[{"actual": class_names[1], "predicted": class_names[0], "count": 1, "examples": [4]}],
+        calibration=CALIBRATION,
     )
 
 
 def test_html_is_self_contained_with_every_section(tmp_path):
     html = render_html(_context(tmp_path))
-    assert html.count("data:image/png;base64,") == 5
+    assert html.count("data:image/png;base64,") == 7
     png = (tmp_path / "plots" / "curves.png").read_bytes()
     assert base64.b64encode(png).decode() in html
     for heading in ("Training", "Learning curves", "Training samples", "Classification report",
-                    "Confusion matrix", "Test predictions", "Most confident mistakes", "Parameters"):
+                    "Confusion matrix", "Test predictions", "Most confident mistakes", "Most confused pairs",
+                    "Calibration", "Parameters"):
         assert f"<h2>{heading}</h2>" in html
     assert "0.8333" in html and "train.optimizer" in html
     assert 'src="plots/' not in html
@@ -101,7 +123,7 @@ def test_html_tables_hold_the_values_in_their_formats(tmp_path):
     for cell in ("<td>0.8333</td>", "<td>0.667</td>", "<td>3</td>", "<td>0.910</td>", "<td>carved</td>",
                  "<td>train.optimizer</td>", "<td>adam</td>"):
         assert cell in html
-    assert html.count('<table class="dataframe metrics">') == 7
+    assert html.count('<table class="dataframe metrics">') == 8
     # the data checks' per-split figures, a split with a class missing in words
     assert "<td>imbalance (test)</td>\n      <td>1.5</td>" in html
     assert "<td>imbalance (val)</td>\n      <td>inf (a class has none)</td>" in html
@@ -140,3 +162,53 @@ def test_the_same_results_render_to_the_same_bytes(tmp_path):
     first, second = _context(tmp_path), _context(tmp_path)
     assert render_html(first) == render_html(second)
     assert render_markdown(first, tmp_path / "reports") == render_markdown(second, tmp_path / "reports")
+
+
+def test_the_report_says_how_far_the_confidence_is_from_the_accuracy(tmp_path):
+    (tmp_path / "reports").mkdir()
+    context = _context(tmp_path)
+    assert context["calibration_words"] == [
+        "On average the model is 84.7% sure of its answer and right 83.3% of the time: overconfident by 1.3 "
+        "percentage points. Bin by bin (15 equal bins of confidence, weighted by their images) its confidence is "
+        "5.3 points from its accuracy (expected calibration error 0.0533).",
+        "When it is 93%–100% sure (4 test images, 97.0% on average), it is right 100.0% of the time.",
+        "When it is 53%–60% sure (2 test images, 60.0% on average), it is right 50.0% of the time.",
+    ]
+    markdown, html = render_markdown(context, relative_to=tmp_path / "reports"), render_html(context)
+    for sentence in context["calibration_words"]:
+        assert f"\n{sentence}\n" in markdown and f"<p>{sentence}</p>" in html
+    assert "![reliability diagram](../plots/reliability.png)" in markdown
+
+
+def test_calibration_words_name_underconfidence_and_only_the_fullest_bins():
+    bins = _bins({14: (50, 0.95, 0.99), 12: (30, 0.85, 0.9), 9: (2, 0.62, 1.0), 6: (10, 0.45, 0.5)})
+    words = calibration_words({"bins": bins, "ece": 0.04, "confidence": 0.88, "accuracy": 0.93})
+    assert "underconfident by 5.0 percentage points" in words[0]
+    assert [w.split(" sure")[0] for w in words[1:]] == ["When it is 93%–100%", "When it is 80%–87%",
+                                                        "When it is 40%–47%"]
+    calibrated = calibration_words({"bins": bins, "ece": 0.0, "confidence": 0.9, "accuracy": 0.9})
+    assert "as sure as it is right" in calibrated[0]
+
+
+def test_the_report_shows_top_k_and_the_most_confused_pairs(tmp_path):
+    (tmp_path / "reports").mkdir()
+    context = _context(tmp_path, evaluation={"accuracy": 0.8333, "loss": 0.4, "top3_accuracy": 0.95,
+                                             "top5_accuracy": 1.0, "ece": 0.05})
+    assert context["top_k"] == {3: 0.95, 5: 1.0}
+    markdown, html = render_markdown(context, relative_to=tmp_path / "reports"), render_html(context)
+    sentence = "among the model's 3 most probable for 95.0% and 5 most probable for 100.0% of the test images"
+    assert sentence in markdown and sentence in html and "against 83.3% at its first guess" in markdown
+    rows = _cells(markdown)
+    assert ["top3_accuracy", "0.9500"] in rows
+    assert ["true", "predicted", "count", "examples (test index)"] in rows and ["1", "0", "1", "4"] in rows
+    assert "![most confused pairs](../plots/confused.png)" in markdown
+    assert "<td>4</td>" in html
+
+
+def test_top_k_comes_from_the_evaluation_and_a_set_without_mistakes_says_so(tmp_path):
+    (tmp_path / "reports").mkdir()
+    context = _context(tmp_path)
+    assert context["top_k"] == {} and "most probable" not in render_markdown(context, relative_to=tmp_path)
+    context["confused"] = []
+    markdown = render_markdown(context, relative_to=tmp_path / "reports")
+    assert markdown.split("## Most confused pairs")[1].split("##")[0].count("No test image was misclassified.") == 1

@@ -36,10 +36,17 @@ class RunPointer:
 
 def build_context(params: dict, split: dict, train: dict, evaluation: dict, classes: dict,
                   class_weights: dict[str, float] | None, mistakes: list[dict], images: dict[str, Path],
-                  run: RunPointer, checks: dict, group_strips: list[Path]) -> dict:
+                  run: RunPointer, checks: dict, group_strips: list[Path], *, confused: list[dict],
+                  calibration: dict) -> dict:
     """Everything the templates show; `images` maps a figure's role to its PNG file; `checks` is the data
-    checks' findings.json, `group_strips` the PNG of each of its groups (their copies side by side)."""
+    checks' findings.json, `group_strips` the PNG of each of its groups (their copies side by side);
+    `confused` and `calibration` are evaluate's plots/confused_pairs.json and plots/calibration.json."""
     return {
+        "confused": confused,
+        "calibration": calibration,
+        "calibration_words": calibration_words(calibration),
+        "top_k": {int(key[3:-len("_accuracy")]): value for key, value in evaluation.items()
+                  if key.startswith("top") and key.endswith("_accuracy")},
         "checks": checks,
         "group_strips": group_strips,
         "run": run,
@@ -54,6 +61,27 @@ def build_context(params: dict, split: dict, train: dict, evaluation: dict, clas
         "mistakes": mistakes,
         "images": images,
     }
+
+
+CALIBRATION_BINS_TOLD = 3  # the most populated confidence bins the report puts in words
+
+
+def calibration_words(calibration: dict) -> list[str]:
+    """How far the model's confidence is from its accuracy, in sentences: on the whole test set, then in the
+    confidence bins that hold the most images (most confident first)."""
+    confidence, accuracy, ece = calibration["confidence"], calibration["accuracy"], calibration["ece"]
+    gap = confidence - accuracy
+    verdict = ("as sure as it is right" if round(abs(gap) * 100, 1) == 0 else
+               f"{'over' if gap > 0 else 'under'}confident by {abs(gap) * 100:.1f} percentage points")
+    words = [f"On average the model is {confidence:.1%} sure of its answer and right {accuracy:.1%} of the time: "
+             f"{verdict}. Bin by bin (15 equal bins of confidence, weighted by their images) its confidence is "
+             f"{ece * 100:.1f} points from its accuracy (expected calibration error {ece:.4f})."]
+    bins = [b for b in calibration["bins"] if b["count"]]
+    told = sorted(sorted(bins, key=lambda b: -b["count"])[:CALIBRATION_BINS_TOLD], key=lambda b: -b["lower"])
+    for b in told:
+        words.append(f"When it is {b['lower']:.0%}–{b['upper']:.0%} sure ({b['count']} test images, "
+                     f"{b['confidence']:.1%} on average), it is right {b['accuracy']:.1%} of the time.")
+    return words
 
 
 # Params sections that apply to one model only (train.model), left out of the report of another.
@@ -74,11 +102,16 @@ def tables(context: dict) -> dict[str, tuple[pd.DataFrame, str | None]]:
     if context["class_weights"]:
         classes["class weight"] = classes["class"].map(context["class_weights"])
     mistakes = pd.DataFrame(context["mistakes"], columns=["index", "true", "predicted", "confidence"])
+    confused = pd.DataFrame([{"true": pair["actual"], "predicted": pair["predicted"], "count": pair["count"],
+                              "examples (test index)": ", ".join(map(str, pair["examples"]))}
+                             for pair in context["confused"]],
+                            columns=["true", "predicted", "count", "examples (test index)"])
     return {
         "evaluation": (_key_value(context["evaluation"], "metric"), ".4f"),
         "train": (_key_value(context["train"], "metric"), None),
         "classes": (classes, ".3f"),
         "mistakes": (mistakes.rename(columns={"index": "test index"}), ".3f"),
+        "confused": (confused, None),
         "split": (_key_value(context["split"], "split"), None),
         "checks": (_key_value(_flat_counts(context["checks"]["counts"]), "finding"), None),
         "params": (_key_value(context["params"], "param"), None),

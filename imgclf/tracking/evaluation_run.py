@@ -61,10 +61,11 @@ def evaluation_run(experiment_name: str, record: ModelRecord):
 
 def log_evaluation(run, trained: TrainingRun, record: ModelRecord, scored: Scored, class_names: list[str],
                    test: SplitPart, data: DataParams, checks: dict | None = None) -> bool:
-    """Test metrics, report, confusion matrix and figures on the evaluation's run; the test set (`test`,
-    from `data`) as a dataset input of it and of the model's training run (`trained`); the model's run
-    page; the data checks' counts (metrics/checks.json) on the training run; on the model's registered
-    version, its task and figures (the champion alias moves only when the pipeline has succeeded).
+    """Test metrics, report, confusion matrix, most confused pairs, calibration bins and figures on the
+    evaluation's run; the test set (`test`, from `data`) as a dataset input of it and of the model's
+    training run (`trained`); the model's run page; the data checks' counts (metrics/checks.json) on the
+    training run; on the model's registered version, its task and figures (the champion alias moves only
+    when the pipeline has succeeded).
 
     True when the model has a registered version and its figures are recorded on it.
     """
@@ -75,6 +76,8 @@ def log_evaluation(run, trained: TrainingRun, record: ModelRecord, scored: Score
     mlflow.set_tag("scoring", scored.runtime)
     mlflow.log_dict(scored.report, "evaluation/classification_report.json")
     mlflow.log_dict({"labels": class_names, "matrix": scored.matrix.tolist()}, "evaluation/confusion_matrix.json")
+    mlflow.log_dict(scored.confused, f"evaluation/{layout.CONFUSED_PAIRS.name}")
+    mlflow.log_dict(scored.calibration, f"evaluation/{layout.CALIBRATION.name}")
     for path, png in scored.figures.items():
         store.log_bytes(png, f"evaluation/{path.name}")
     # The model's run page tells its whole story: training, test metrics, confusion matrix.
