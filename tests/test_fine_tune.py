@@ -78,12 +78,26 @@ class _Snapshots(keras.callbacks.Callback):
         self.taken.append({w.path: keras.ops.convert_to_numpy(w).copy() for w in self.model.weights})
 
 
-def test_fine_tuning_continues_the_epochs_at_its_own_rate_with_batch_normalization_in_inference_mode():
+def test_fine_tuning_continues_the_epochs_at_its_own_rate_with_batch_normalization_in_inference_mode(tmp_path):
+    import mlflow
+
+    from imgclf.train.callbacks import EpochMetricsLogger
+
     train, val = _data()
     snapshots = _Snapshots()
     make_deterministic(0)
-    result = train_network(train, val, DataSpec(2, 1.0), _params(layers=10, epochs=2, fine_epochs=3), 0,
-                           FitOptions(callbacks=(snapshots,)))
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        with mlflow.start_run() as run:  # as the train stage logs: the optimizer's params once, every epoch
+            result = train_network(train, val, DataSpec(2, 1.0), _params(layers=10, epochs=2, fine_epochs=3), 0,
+                                   FitOptions(callbacks=(snapshots, EpochMetricsLogger())))
+        logged = mlflow.get_run(run.info.run_id).data.params
+        rates = mlflow.MlflowClient().get_metric_history(run.info.run_id, "learning_rate")
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert logged["optimizer_learning_rate"] == "0.001"  # the head's; fine_tune.learning_rate is a param of its own
+    assert [(m.step, round(m.value, 8)) for m in sorted(rates, key=lambda m: m.step)] == [
+        (0, 1e-3), (1, 1e-3), (2, 1e-5), (3, 1e-5), (4, 1e-5)]
     model = result.model
     assert [row["epoch"] for row in result.rows] == [1, 2, 3, 4, 5]
     assert [row["learning_rate"] for row in result.rows] == pytest.approx([1e-3] * 2 + [1e-5] * 3)
