@@ -16,6 +16,9 @@ ONNX_DIR = Path("models/onnx")  # model.onnx when the model exports, and export.
 TRAIN_METRICS = Path("metrics/train.json")
 HISTORY = Path("plots/history.csv")
 AUGMENTATION_PNG = Path("plots/augmentation.png")
+# The learning-rate range test's (python -m imgclf.train.lr_range): a command of the lessons, no stage's output
+LR_RANGE_PNG = Path("plots/lr_range.png")
+LR_RANGE_CSV = Path("plots/lr_range.csv")
 
 EVAL_METRICS = Path("metrics/eval.json")
 CLASS_REPORT = Path("plots/classification_report.json")  # per class: a plain output, not a DVC metric (too wide)

@@ -144,11 +144,22 @@ class CnnParams:
 
 
 @dataclass(frozen=True)
+class FineTuneParams:
+    """A second phase of transfer learning, once the new head has trained on the frozen backbone."""
+
+    layers: int = field(default=0, metadata=_check(lambda v: v >= 0, "an integer >= 0; 0 turns fine-tuning off"))
+    epochs: int = field(default=5, metadata=_AT_LEAST_ONE)
+    # Low: large updates would wreck the pretrained features the head has just learned to read.
+    learning_rate: float = field(default=1e-5, metadata=_check(lambda v: v > 0, "a number > 0"))
+
+
+@dataclass(frozen=True)
 class TransferParams:
     backbone: Backbone = "xception"
     weights: Literal["imagenet", "none"] = "imagenet"
     dropout: float = field(default=0.2, metadata=_FRACTION)
     dense_units: tuple[int, ...] = field(default=(128,), metadata=_POSITIVE_INTS)
+    fine_tune: FineTuneParams = FineTuneParams()
 
 
 @dataclass(frozen=True)

@@ -138,6 +138,31 @@ def learning_curves_figure(rows: list[dict]) -> Figure:
     return fig
 
 
+def lr_range_figure(rows: list[dict], suggestion: float, diverged_at: float | None) -> Figure:
+    """The learning-rate range test: loss against rate on a log axis, raw and smoothed, with the suggested
+    rate and the rate where the loss diverged marked."""
+    fig = Figure(figsize=(8, 4.5))
+    ax = fig.add_subplot()
+    rates = [row["learning_rate"] for row in rows]
+    smoothed = [row["smoothed_loss"] for row in rows]
+    ax.plot(rates, [row["loss"] for row in rows], color="tab:blue", alpha=0.25, label="loss per batch")
+    ax.plot(rates, smoothed, color="tab:blue", label="smoothed loss")
+    ax.axvline(suggestion, color="tab:green", linestyle="--", label=f"suggested rate {suggestion:.2g}")
+    if diverged_at is not None:
+        ax.axvline(diverged_at, color=WRONG, linestyle=":", label=f"diverged at {diverged_at:.2g}")
+    finite = [v for v in smoothed if math.isfinite(v)]
+    if finite:  # a diverged batch's loss can be orders of magnitude off: the smoothed curve sets the scale
+        low = min(min(finite), *(row["loss"] for row in rows if math.isfinite(row["loss"])))
+        high = max(finite)
+        ax.set_ylim(low - 0.05 * (high - low + 1e-12), high + 0.05 * (high - low + 1e-12))
+    ax.set(xscale="log", xlabel="learning rate (log scale)", ylabel="training loss",
+           title="Learning-rate range test")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
 def prediction_captions(y_true: np.ndarray, probs: np.ndarray, class_names: list[str]) -> tuple[list[str], list[str]]:
     """'pred (p)' captions, blue when right and red when wrong (with the true class)."""
     titles, colors = [], []

@@ -77,18 +77,21 @@ class EpochMetricsLogger(MlflowCallback):
     a second name for what the epoch logs already hold as `val_*`. It logs asynchronously: a killed
     process could lose epochs that its backup already holds, so this one waits for the store.
     A resumed training continues its run, whose optimizer params and summary are logged already.
+    A second fit (transfer learning's fine-tuning) logs nothing again: MLflow params are written once,
+    and the fine-tuning rate is a param of its own (train.transfer.fine_tune.learning_rate).
     """
 
     def __init__(self, resumed: bool = False) -> None:
         super().__init__()
-        self.resumed = resumed
+        self.logged = resumed
 
     def on_train_begin(self, logs=None):
         """The optimizer's config as params (`optimizer_*`) and the model summary, as the stock callback logs
         them, but each number as params.yaml writes it: Keras holds the learning rate as a float32 variable,
         whose value 0.01 reads back as 0.009999999776482582."""
-        if self.resumed:
+        if self.logged:
             return
+        self.logged = True
         config = self.model.optimizer.get_config()
         mlflow.log_params({f"optimizer_{key}": _as_written(value) for key, value in config.items()})
         lines: list[str] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import keras
@@ -96,6 +97,39 @@ def build_transfer(input_shape: tuple[int, ...], n_classes: int, train: TrainPar
     for layer in _dense_head(train.transfer.dense_units, train.transfer.dropout, n_classes, train):
         x = layer(x)
     return keras.Model(inputs, x, name=f"transfer_{train.transfer.backbone}")
+
+
+def backbone_of(model: keras.Model) -> keras.Model:
+    """The Keras Applications backbone inside a transfer model: its one nested model."""
+    return next(layer for layer in model.layers if isinstance(layer, keras.Model))
+
+
+def unfreeze_top(model: keras.Model, layers: int) -> list[keras.layers.Layer]:
+    """Make the top `layers` layers of a transfer model's backbone trainable, for fine-tuning; the
+    layers unfrozen.
+
+    Every BatchNormalization stays frozen, unfrozen or not: the backbone is called with
+    training=False, so its statistics stay the ImageNet ones, and a frozen BatchNormalization
+    in Keras also keeps its scale and offset, which the small fine-tuning set would otherwise
+    pull away from the statistics they were learnt with (Keras's transfer-learning guide).
+    The rest of the model (the new head) stays trainable as it was.
+    """
+    backbone = backbone_of(model)
+    if not 0 < layers <= len(backbone.layers):
+        raise PipelineError(
+            f"train.transfer.fine_tune.layers = {layers}: {backbone.name} has {len(backbone.layers)} layers; "
+            f"choose 1 to {len(backbone.layers)}, or 0 to skip fine-tuning")
+    backbone.trainable = True
+    top = backbone.layers[-layers:]
+    for layer in backbone.layers:
+        layer.trainable = layer in top and not isinstance(layer, keras.layers.BatchNormalization)
+    return top
+
+
+def fine_tune_params(train: TrainParams) -> TrainParams:
+    """The train params of the fine-tuning phase: its own low, constant learning rate, the same optimizer."""
+    fine = train.transfer.fine_tune
+    return dataclasses.replace(train, learning_rate=fine.learning_rate, lr_schedule="constant")
 
 
 def _dense_head(units: tuple[int, ...], dropout: float, n_classes: int, train: TrainParams) -> list:
