@@ -1,0 +1,76 @@
+"""Grad-CAM (Selvaraju et al., 2017): where a convolutional network looked for the class it predicted.
+
+The gradient of the class's score with respect to the last convolution's feature maps, averaged over
+each map, weighs the maps; their weighted sum, rectified, is the heatmap. The score is the class's
+logit (the last Dense layer's, before its softmax): a confident softmax saturates, and its gradient
+vanishes exactly where a confident mistake is worth explaining.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from imgclf.train.nodes import CONV_TYPES
+
+
+def last_conv_index(model: keras.Model) -> int | None:
+    """Index in model.layers of the last convolution, found by type, or of the last nested model holding
+    one (a transfer backbone, whose output is its last convolution block's); None when there is none."""
+    found = None
+    for i, layer in enumerate(model.layers):
+        if isinstance(layer, CONV_TYPES) or (isinstance(layer, keras.Model) and _holds_conv(layer)):
+            found = i
+    return found
+
+
+def grad_cam(model: keras.Model, images: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """Heatmaps (N x H x W, each scaled to [0, 1]) of `classes` for `images` (pixels as the model takes them).
+
+    The model must be a chain of layers (the project's networks are); a model whose chain does not
+    reproduce its own predictions is refused rather than explained wrongly.
+    """
+    conv = last_conv_index(model)
+    if conv is None:
+        raise ValueError(f"Grad-CAM needs a convolution layer; model {model.name} has none")
+    x = tf.convert_to_tensor(np.asarray(images, dtype=np.float32))
+    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    conv = layers.index(model.layers[conv])
+    head, last = layers[:-1], layers[-1]
+    with tf.GradientTape() as tape:
+        h = x
+        for i, layer in enumerate(head):
+            h = layer(h, training=False)
+            if i == conv:
+                maps = h
+                tape.watch(maps)
+        scores = _logits(last, h)
+        chosen = tf.gather(scores, tf.convert_to_tensor(classes, dtype=tf.int32), axis=1, batch_dims=1)
+    if not np.allclose(keras.ops.softmax(scores) if _softmax_dense(last) else scores, model(x, training=False),
+                       atol=1e-4):
+        raise ValueError(f"Grad-CAM: model {model.name} is not a chain of layers; its heatmaps would be wrong")
+    grads = tape.gradient(chosen, maps)
+    weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
+    cams = tf.nn.relu(tf.reduce_sum(weights * maps, axis=-1, keepdims=True))
+    cams = keras.ops.image.resize(cams, tuple(x.shape[1:3]), interpolation="bilinear")[..., 0]
+    cams = keras.ops.convert_to_numpy(cams)
+    peaks = cams.reshape(len(cams), -1).max(axis=1, initial=0.0)
+    return cams / np.where(peaks > 0, peaks, 1.0)[:, None, None]
+
+
+def _softmax_dense(layer: keras.layers.Layer) -> bool:
+    return isinstance(layer, keras.layers.Dense) and layer.activation is keras.activations.softmax
+
+
+def _logits(last: keras.layers.Layer, h):
+    """The last layer's output before its softmax (a Dense with softmax), else its output."""
+    if _softmax_dense(last):
+        logits = keras.ops.matmul(h, last.kernel)
+        return logits + last.bias if last.use_bias else logits
+    return last(h, training=False)
+
+
+def _holds_conv(model: keras.Model) -> bool:
+    return any(isinstance(layer, CONV_TYPES) or (isinstance(layer, keras.Model) and _holds_conv(layer))
+               for layer in model.layers)
