@@ -16,6 +16,8 @@ ONNX_DIR = Path("models/onnx")  # model.onnx when the model exports, and export.
 TRAIN_METRICS = Path("metrics/train.json")
 HISTORY = Path("plots/history.csv")
 AUGMENTATION_PNG = Path("plots/augmentation.png")
+NODES_PNG = Path("plots/nodes.png")  # what each hidden node sees: the first layer's weights as images
+GRADCAM_PNG = Path("plots/gradcam.png")  # Grad-CAM over the validation split's most confident mistakes
 
 EVAL_METRICS = Path("metrics/eval.json")
 CLASS_REPORT = Path("plots/classification_report.json")  # per class: a plain output, not a DVC metric (too wide)
@@ -31,7 +33,7 @@ OUTPUTS = {
     "download": (RAW_DIR,),
     "preprocess": (PROCESSED_DIR,),
     "split": (SPLIT_DIR, CHECKS_DIR, SPLIT_METRICS, CHECK_METRICS),
-    "train": (MODEL, MODEL_INFO, ONNX_DIR, TRAIN_METRICS, HISTORY, AUGMENTATION_PNG),
+    "train": (MODEL, MODEL_INFO, ONNX_DIR, TRAIN_METRICS, HISTORY, AUGMENTATION_PNG, NODES_PNG, GRADCAM_PNG),
     "evaluate": (EVAL_METRICS, CLASS_REPORT, CONFUSION, CONFUSION_PNG, MISTAKES_PNG, PREDICTIONS),
     "report": (REPORT_DIR,),
 }
