@@ -150,7 +150,7 @@ def nodes_figure(images: np.ndarray, titles: list[str], title: str, ncols: int =
 def gradcam_figure(images: np.ndarray, heatmaps: np.ndarray, captions: list[str], pairs_per_row: int = 2) -> Figure:
     """Each image (values in [0, 1]) beside its Grad-CAM heatmap (in [0, 1]) laid over it, captioned."""
     nrows = max(1, math.ceil(len(images) / pairs_per_row))
-    fig = Figure(figsize=(4.4 * pairs_per_row, 2.5 * nrows))
+    fig = Figure(figsize=(3.8 * pairs_per_row, 2.2 * nrows))
     axes = fig.subplots(nrows, 2 * pairs_per_row, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")

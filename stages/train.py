@@ -57,6 +57,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("imgclf.stages.train")
 PREVIEW_IMAGES = 6
 GRADCAM_IMAGES = 8  # the validation split's most confident mistakes shown with their heatmaps
+CONVOLUTIONAL = ("cnn", "transfer")  # the models Grad-CAM explains
 
 
 class _Inputs(NamedTuple):
@@ -241,24 +242,26 @@ def _augmentation_preview(params: Params, inputs: _Inputs):
 
 def _explain(params: Params, network, inputs: _Inputs) -> dict[Path, bytes]:
     """plots/nodes.png (what each hidden node sees) and plots/gradcam.png (where a convolutional network looked
-    in the validation split's most confident mistakes: the test split is evaluate's), each logged to the run.
+    in the validation split's most confident mistakes: the test split is evaluate's).
 
     Grad-CAM needs gradients, hence TensorFlow, which this stage alone has loaded; a network without a
-    convolution costs a one-line figure here, not a prediction."""
+    convolution costs a one-line figure here, not a prediction. Only figures that apply go to the run."""
     model = params.train.model
     nodes = None if model == "logreg" else _node_images(network)
     if nodes is None:
         nodes_fig = note_figure(f"What each hidden node sees: for a network; train.model {model} has no hidden layer")
     else:
-        kind = ("first Dense layer: weight per input pixel" if nodes.layer == "dense"
-                else "first convolution: its filters")
-        rgb = " (summed over the colour channels)" if inputs.train.x.shape[-1] > 1 else ""
-        nodes_fig = nodes_figure(nodes.images, [f"unit {u}" for u in nodes.units],
-                                 f"What each hidden node sees: {kind}{rgb}, strongest by L2 norm; "
-                                 f"blue positive, orange negative")
-    figures = {layout.NODES_PNG: png_bytes(nodes_fig), layout.GRADCAM_PNG: png_bytes(_gradcam(params, network, inputs))}
-    for path, png in figures.items():
-        store.log_bytes(png, f"training/{path.name}")
+        n, rgb = len(nodes.units), " (colour channels summed)" if inputs.train.x.shape[-1] > 1 else ""
+        kind = (f"the first Dense layer's {n} strongest units (L2 norm), weight per input pixel{rgb}"
+                if nodes.layer == "dense" else f"the first convolution's {n} strongest filters (L2 norm){rgb}")
+        name = "unit" if nodes.layer == "dense" else "filter"
+        nodes_fig = nodes_figure(nodes.images, [f"{name} {u}" for u in nodes.units],
+                                 f"What each hidden node sees: {kind}; blue positive, orange negative")
+    gradcam = _gradcam(params, network, inputs)
+    figures = {layout.NODES_PNG: png_bytes(nodes_fig), layout.GRADCAM_PNG: png_bytes(gradcam)}
+    for path, applies in ((layout.NODES_PNG, nodes is not None), (layout.GRADCAM_PNG, model in CONVOLUTIONAL)):
+        if applies:  # a note that a figure does not apply is for the DVC output only
+            store.log_bytes(figures[path], f"training/{path.name}")
     return figures
 
 
@@ -270,12 +273,12 @@ def _node_images(network):
 
 def _gradcam(params: Params, network, inputs: _Inputs):
     model = params.train.model
-    if model not in ("cnn", "transfer"):
+    if model not in CONVOLUTIONAL:
         return note_figure(f"Grad-CAM: for a convolutional network (train.model cnn or transfer), not {model}")
-    from imgclf.train.gradcam import grad_cam
+    from imgclf.train.gradcam import grad_cam, probabilities
 
     x, y = inputs.val
-    probs = network.predict(np.asarray(x), batch_size=256, verbose=0)
+    probs = probabilities(network, x)
     shown = confident_mistakes(y, probs, GRADCAM_IMAGES)
     predicted = probs[shown].argmax(axis=1)
     heatmaps = grad_cam(network, np.asarray(x[shown]), predicted) if len(shown) else np.zeros((0, *x.shape[1:3]))

@@ -60,3 +60,18 @@ def test_a_model_without_a_convolution_is_refused():
     assert last_conv_index(model) is None
     with pytest.raises(ValueError, match="needs a convolution"):
         grad_cam(model, np.zeros((1, 4, 4, 1)), np.array([0]))
+
+
+def test_a_transfer_model_is_explained_through_its_backbone_and_drawn_in_colour():
+    from imgclf.artifacts import png_bytes
+    from imgclf.params import TransferParams
+    from imgclf.plots import gradcam_figure
+
+    train = TrainParams(model="transfer", transfer=TransferParams(backbone="mobilenet_v2", weights="none"))
+    model = build_model((32, 32, 3), 2, train, pixel_scale=1 / 255)
+    assert isinstance(model.layers[last_conv_index(model)], keras.Model)  # the backbone: its convolutions inside
+    images = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3)).astype(np.uint8)
+    heatmaps = grad_cam(model, images, np.array([1, 0]))
+    assert heatmaps.shape == (2, 32, 32) and np.all((heatmaps >= 0) & (heatmaps <= 1))
+    png = png_bytes(gradcam_figure(images / 255, heatmaps, ["a", "b"]))
+    assert png.startswith(b"\x89PNG") and b"matplotlib" not in png.lower()

@@ -59,6 +59,14 @@ def grad_cam(model: keras.Model, images: np.ndarray, classes: np.ndarray) -> np.
     return cams / np.where(peaks > 0, peaks, 1.0)[:, None, None]
 
 
+def probabilities(model: keras.Model, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """The model's class probabilities for `x`, by eager calls in batches: model.predict would first trace
+    a function, which costs more than one pass over a validation split."""
+    batches = [model(np.asarray(x[i:i + batch_size], dtype=np.float32), training=False)
+               for i in range(0, len(x), batch_size)]
+    return np.concatenate([keras.ops.convert_to_numpy(b) for b in batches]) if batches else np.zeros((0, 0))
+
+
 def _softmax_dense(layer: keras.layers.Layer) -> bool:
     return isinstance(layer, keras.layers.Dense) and layer.activation is keras.activations.softmax
 
