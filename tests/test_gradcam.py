@@ -75,3 +75,14 @@ def test_a_transfer_model_is_explained_through_its_backbone_and_drawn_in_colour(
     assert heatmaps.shape == (2, 32, 32) and np.all((heatmaps >= 0) & (heatmaps <= 1))
     png = png_bytes(gradcam_figure(images / 255, heatmaps, ["a", "b"]))
     assert png.startswith(b"\x89PNG") and b"matplotlib" not in png.lower()
+
+
+def test_a_residual_network_is_explained_through_its_own_graph():
+    inputs = keras.Input((8, 8, 1))
+    a = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inputs)
+    b = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="second")(a)
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Add()([a, b]))
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
+    assert model.layers[last_conv_index(model)].name == "second"
+    heatmaps = grad_cam(model, np.random.default_rng(0).uniform(size=(2, 8, 8, 1)), np.array([2, 0]))
+    assert heatmaps.shape == (2, 8, 8) and np.all((heatmaps >= 0) & (heatmaps <= 1))

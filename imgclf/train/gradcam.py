@@ -28,28 +28,21 @@ def last_conv_index(model: keras.Model) -> int | None:
 def grad_cam(model: keras.Model, images: np.ndarray, classes: np.ndarray) -> np.ndarray:
     """Heatmaps (N x H x W, each scaled to [0, 1]) of `classes` for `images` (pixels as the model takes them).
 
-    The model must be a chain of layers (the project's networks are); a model whose chain does not
-    reproduce its own predictions is refused rather than explained wrongly.
+    Scores whose forward pass does not reproduce the model's own predictions are refused rather than
+    explained wrongly.
     """
     conv = last_conv_index(model)
     if conv is None:
         raise ValueError(f"Grad-CAM needs a convolution layer; model {model.name} has none")
     x = tf.convert_to_tensor(np.asarray(images, dtype=np.float32))
-    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
-    conv = layers.index(model.layers[conv])
-    head, last = layers[:-1], layers[-1]
+    last = model.layers[-1]
     with tf.GradientTape() as tape:
-        h = x
-        for i, layer in enumerate(head):
-            h = layer(h, training=False)
-            if i == conv:
-                maps = h
-                tape.watch(maps)
+        maps, h = _forward(model, model.layers[conv], x, tape)
         scores = _logits(last, h)
         chosen = tf.gather(scores, tf.convert_to_tensor(classes, dtype=tf.int32), axis=1, batch_dims=1)
     if not np.allclose(keras.ops.softmax(scores) if _softmax_dense(last) else scores, model(x, training=False),
                        atol=1e-4):
-        raise ValueError(f"Grad-CAM: model {model.name} is not a chain of layers; its heatmaps would be wrong")
+        raise ValueError(f"Grad-CAM: model {model.name}'s layers do not reproduce its predictions")
     grads = tape.gradient(chosen, maps)
     weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
     cams = tf.nn.relu(tf.reduce_sum(weights * maps, axis=-1, keepdims=True))
@@ -57,6 +50,25 @@ def grad_cam(model: keras.Model, images: np.ndarray, classes: np.ndarray) -> np.
     cams = keras.ops.convert_to_numpy(cams)
     peaks = cams.reshape(len(cams), -1).max(axis=1, initial=0.0)
     return cams / np.where(peaks > 0, peaks, 1.0)[:, None, None]
+
+
+def _forward(model: keras.Model, conv: keras.layers.Layer, x, tape: tf.GradientTape):
+    """The feature maps `conv` gives for `x` and the input of the model's last layer, both on `tape`.
+
+    A layer of the model's own graph is read through a model of that graph (any topology, residual
+    blocks included); a nested model (a transfer backbone) has no output of its own in the outer
+    graph, so the model's layers are applied one after another (the transfer model is a chain)."""
+    if not isinstance(conv, keras.Model):
+        return keras.Model(model.inputs, [conv.output, model.layers[-1].input])(x, training=False)
+    h = x
+    for layer in model.layers[:-1]:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        h = layer(h, training=False)
+        if layer is conv:
+            maps = h
+            tape.watch(maps)
+    return maps, h
 
 
 def probabilities(model: keras.Model, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
