@@ -19,6 +19,8 @@ AUGMENTATION_PNG = Path("plots/augmentation.png")
 # The learning-rate range test's (python -m imgclf.train.lr_range): a command of the lessons, no stage's output
 LR_RANGE_PNG = Path("plots/lr_range.png")
 LR_RANGE_CSV = Path("plots/lr_range.csv")
+NODES_PNG = Path("plots/nodes.png")  # what each hidden node sees: the first layer's weights as images
+GRADCAM_PNG = Path("plots/gradcam.png")  # Grad-CAM over the validation split's most confident mistakes
 
 EVAL_METRICS = Path("metrics/eval.json")
 CLASS_REPORT = Path("plots/classification_report.json")  # per class: a plain output, not a DVC metric (too wide)
@@ -38,7 +40,7 @@ OUTPUTS = {
     "download": (RAW_DIR,),
     "preprocess": (PROCESSED_DIR,),
     "split": (SPLIT_DIR, CHECKS_DIR, SPLIT_METRICS, CHECK_METRICS),
-    "train": (MODEL, MODEL_INFO, ONNX_DIR, TRAIN_METRICS, HISTORY, AUGMENTATION_PNG),
+    "train": (MODEL, MODEL_INFO, ONNX_DIR, TRAIN_METRICS, HISTORY, AUGMENTATION_PNG, NODES_PNG, GRADCAM_PNG),
     "evaluate": (EVAL_METRICS, CLASS_REPORT, CONFUSION, CONFUSION_PNG, MISTAKES_PNG, CONFUSED_PAIRS, CONFUSED_PNG,
                  CALIBRATION, RELIABILITY_PNG, PREDICTIONS),
     "report": (REPORT_DIR,),

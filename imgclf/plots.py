@@ -1,4 +1,4 @@
-"""Matplotlib figures for evaluate and report; built with Figure directly (no pyplot state)."""
+"""Matplotlib figures for train, evaluate and report; built with Figure directly (no pyplot state)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import io
 import math
 
 import numpy as np
+from matplotlib.colors import LinearSegmentedColormap
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
@@ -192,3 +193,64 @@ def image_strip_png(images: np.ndarray, height: int = 64, gap: int = 4) -> bytes
     buffer = io.BytesIO()
     Image.fromarray(strip).save(buffer, format="PNG", optimize=False)
     return buffer.getvalue()
+
+
+# The lesson's colours for a weight: blue positive, orange negative, white at zero.
+ORANGE_BLUE = LinearSegmentedColormap.from_list("orange_blue", ["#f59322", "#ffffff", "#0877bd"])
+
+
+def nodes_figure(images: np.ndarray, titles: list[str], title: str, ncols: int = 8) -> Figure:
+    """Weight images (N x H x W) on ORANGE_BLUE, centred on 0 with one symmetric limit for all, so that
+    the same colour is the same weight in every tile."""
+    limit = float(np.abs(images).max()) if images.size else 1.0
+    limit = limit or 1.0
+    ncols = max(1, min(ncols, len(images)))
+    nrows = max(1, math.ceil(len(images) / ncols))
+    fig = Figure(figsize=(1.6 * ncols + 0.8, 1.8 * nrows + 0.5))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    image = None
+    for ax in axes.flat:
+        ax.axis("off")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax, weights, caption in zip(axes.flat, images, titles):
+        image = ax.imshow(weights, cmap=ORANGE_BLUE, vmin=-limit, vmax=limit, interpolation="nearest")
+        ax.set_title(caption, fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    if image is not None:
+        fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label="weight")
+    return fig
+
+
+def gradcam_figure(images: np.ndarray, heatmaps: np.ndarray, captions: list[str], pairs_per_row: int = 2) -> Figure:
+    """Each image (values in [0, 1]) beside its Grad-CAM heatmap (in [0, 1]) laid over it, captioned."""
+    nrows = max(1, math.ceil(len(images) / pairs_per_row))
+    fig = Figure(figsize=(3.8 * pairs_per_row, 2.2 * nrows))
+    axes = fig.subplots(nrows, 2 * pairs_per_row, squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    flat = axes.flat
+    for image, heatmap, caption in zip(images, heatmaps, captions):
+        left, right = next(flat), next(flat)
+        pixels = image[..., 0] if image.shape[-1] == 1 else image
+        gray = "gray" if pixels.ndim == 2 else None
+        left.imshow(pixels, cmap=gray, vmin=0, vmax=1, interpolation="nearest")
+        left.set_title(caption, color=WRONG, fontsize=8)
+        right.imshow(pixels, cmap=gray, vmin=0, vmax=1, interpolation="nearest")
+        right.imshow(heatmap, cmap="jet", vmin=0, vmax=1, alpha=0.45, interpolation="bilinear")
+        right.set_title("where it looked", fontsize=8)
+    if not len(images):
+        axes.flat[0].text(0.5, 0.5, "no validation image was misclassified", ha="left", va="center")
+    fig.suptitle("Grad-CAM: the validation split's most confident mistakes")
+    fig.tight_layout()
+    return fig
+
+
+def note_figure(text: str) -> Figure:
+    """A small figure holding one line: the output of a figure that does not apply to this model."""
+    fig = Figure(figsize=(5, 0.6))
+    fig.text(0.5, 0.5, text, ha="center", va="center", fontsize=9)
+    return fig

@@ -59,7 +59,7 @@ def main() -> None:
         images = {"curves": out / "learning_curves.png", "predictions": out / "predictions.png",
                   "augmentation": layout.AUGMENTATION_PNG, "confusion": layout.CONFUSION_PNG,
                   "mistakes": layout.MISTAKES_PNG, "confused": layout.CONFUSED_PNG,
-                  "reliability": layout.RELIABILITY_PNG}
+                  "reliability": layout.RELIABILITY_PNG, **_explanations(loaded.train.model)}
         context = build_context(params, read_json(layout.SPLIT_METRICS), read_json(layout.TRAIN_METRICS),
                                 evaluation, read_json(layout.CLASS_REPORT), record.class_weights, mistakes, images,
                                 _run_pointer(loaded.mlflow.experiment_name, record, trained), checks, strips,
@@ -92,6 +92,13 @@ def _settle_champion(record: ModelRecord, version: int, metric: str, test: Split
         log.warning("%s", promotion.note)
     else:
         print(f"report: {promotion.note}")
+
+
+def _explanations(model: str) -> dict:
+    """The train stage's figures that explain this model: what each hidden node sees (a network) and
+    Grad-CAM (a convolutional one); the others' PNGs say only that they do not apply."""
+    figures = {} if model == "logreg" else {"nodes": layout.NODES_PNG}
+    return figures | ({"gradcam": layout.GRADCAM_PNG} if model in ("cnn", "transfer") else {})
 
 
 def _group_strips(checks: dict, thumbnails: np.ndarray, folder) -> list:

@@ -26,6 +26,7 @@ from imgclf.artifacts import (
     figure_writer,
     folder_writer,
     json_writer,
+    png_bytes,
     read_json,
     read_part,
     remove_staging,
@@ -33,9 +34,10 @@ from imgclf.artifacts import (
     write_together,
 )
 from imgclf.collector import importing
+from imgclf.evaluate.metrics import confident_mistakes
 from imgclf.evaluate.scoring import EXPORT_NOTE, ONNX_NAME, export_onnx, sha256
 from imgclf.params import AugmentationParams, Params, flatten, load_params
-from imgclf.plots import augmentation_figure
+from imgclf.plots import augmentation_figure, gradcam_figure, nodes_figure, note_figure
 from imgclf.records import ModelRecord
 from imgclf.runtime import run_stage
 from imgclf.serve.serving import log_photo_model
@@ -54,6 +56,8 @@ if TYPE_CHECKING:
 # Named under imgclf, whose lines run_stage formats: run with -m, this module is __main__.
 log = logging.getLogger("imgclf.stages.train")
 PREVIEW_IMAGES = 6
+GRADCAM_IMAGES = 8  # the validation split's most confident mistakes shown with their heatmaps
+CONVOLUTIONAL = ("cnn", "transfer")  # the models Grad-CAM explains
 
 
 class _Inputs(NamedTuple):
@@ -82,10 +86,11 @@ def main() -> None:
         record = _model_record(params, inputs, weights, model_file, onnx)
         _log_models(params, result.model, record, inputs.train.x, onnx)
         preview = _augmentation_preview(params, inputs)
+        explained = _explain(params, result.model, inputs)
         mlflow.set_tag(DESCRIPTION_TAG, description(record.dataset, record.model, result.summary, data_hint))
         # Outputs last and together: when training or tracking fails, the run is marked FAILED
         # and none of the stage's files is replaced.
-        _write_outputs(result, record, model_file, onnx, onnx_note, preview)
+        _write_outputs(result, record, model_file, onnx, onnx_note, preview, explained)
     if backup is not None:
         backup.remove()  # the stage completed: its outputs are the result now
     _print_summary(result, onnx is not None, onnx_note, run.info.run_id)
@@ -235,6 +240,53 @@ def _augmentation_preview(params: Params, inputs: _Inputs):
     return augmentation_figure(augmentation_preview(images, augmentation, params.seed, inputs.data.pixel_scale))
 
 
+def _explain(params: Params, network, inputs: _Inputs) -> dict[Path, bytes]:
+    """plots/nodes.png (what each hidden node sees) and plots/gradcam.png (where a convolutional network looked
+    in the validation split's most confident mistakes: the test split is evaluate's).
+
+    Grad-CAM needs gradients, hence TensorFlow, which this stage alone has loaded; a network without a
+    convolution costs a one-line figure here, not a prediction. Only figures that apply go to the run."""
+    model = params.train.model
+    nodes = None if model == "logreg" else _node_images(network)
+    if nodes is None:
+        nodes_fig = note_figure(f"What each hidden node sees: for a network; train.model {model} has no hidden layer")
+    else:
+        n, rgb = len(nodes.units), " (colour channels summed)" if inputs.train.x.shape[-1] > 1 else ""
+        kind = (f"the first Dense layer's {n} strongest units (L2 norm), weight per input pixel{rgb}"
+                if nodes.layer == "dense" else f"the first convolution's {n} strongest filters (L2 norm){rgb}")
+        name = "unit" if nodes.layer == "dense" else "filter"
+        nodes_fig = nodes_figure(nodes.images, [f"{name} {u}" for u in nodes.units],
+                                 f"What each hidden node sees: {kind}; blue positive, orange negative")
+    gradcam = _gradcam(params, network, inputs)
+    figures = {layout.NODES_PNG: png_bytes(nodes_fig), layout.GRADCAM_PNG: png_bytes(gradcam)}
+    for path, applies in ((layout.NODES_PNG, nodes is not None), (layout.GRADCAM_PNG, model in CONVOLUTIONAL)):
+        if applies:  # a note that a figure does not apply is for the DVC output only
+            store.log_bytes(figures[path], f"training/{path.name}")
+    return figures
+
+
+def _node_images(network):
+    from imgclf.train.nodes import node_images  # Keras: imported only for a network
+
+    return node_images(network)
+
+
+def _gradcam(params: Params, network, inputs: _Inputs):
+    model = params.train.model
+    if model not in CONVOLUTIONAL:
+        return note_figure(f"Grad-CAM: for a convolutional network (train.model cnn or transfer), not {model}")
+    from imgclf.train.gradcam import grad_cam, probabilities
+
+    x, y = inputs.val
+    probs = probabilities(network, x)
+    shown = confident_mistakes(y, probs, GRADCAM_IMAGES)
+    predicted = probs[shown].argmax(axis=1)
+    heatmaps = grad_cam(network, np.asarray(x[shown]), predicted) if len(shown) else np.zeros((0, *x.shape[1:3]))
+    captions = [f"true: {inputs.class_names[t]}\npredicted: {inputs.class_names[p]} ({probs[i, p]:.2f})"
+                for i, t, p in zip(shown, y[shown], predicted)]
+    return gradcam_figure(np.asarray(x[shown]) * inputs.data.pixel_scale, heatmaps, captions)
+
+
 def _export_onnx(network, x: np.ndarray) -> tuple[bytes | None, str]:
     """The ONNX copy evaluate, predict and the served model score without importing TensorFlow, when
     the network exports; the run's `scoring` tag says which runtime scores it."""
@@ -244,7 +296,7 @@ def _export_onnx(network, x: np.ndarray) -> tuple[bytes | None, str]:
 
 
 def _write_outputs(result: TrainResult, record: ModelRecord, model_file: bytes, onnx: bytes | None, onnx_note: str,
-                   preview) -> None:
+                   preview, explained: dict[Path, bytes]) -> None:
     """Every output of the stage, together (imgclf.artifacts.write_together)."""
     onnx_files = {EXPORT_NOTE: json.dumps({"exported": onnx is not None, "note": onnx_note}).encode(),
                   **({ONNX_NAME: onnx} if onnx else {})}
@@ -255,6 +307,7 @@ def _write_outputs(result: TrainResult, record: ModelRecord, model_file: bytes, 
         layout.TRAIN_METRICS: json_writer(result.summary),
         layout.HISTORY: text_writer(rows_to_csv(result.rows)),
         layout.AUGMENTATION_PNG: figure_writer(preview),
+        **{path: bytes_writer(png) for path, png in explained.items()},
     })
 
 

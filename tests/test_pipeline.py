@@ -80,11 +80,14 @@ def test_repro_writes_metrics_plots_and_report(repo):
     assert history[0] == "epoch,loss,accuracy,val_loss,val_accuracy,learning_rate" and len(history) == 31
 
     html = (repo / "reports/report.html").read_text()
-    assert html.count("data:image/png;base64,") == 5 and f"{evaluation['accuracy']:.4f}" in html
+    # the 5 figures of every model and what each hidden node sees (an mlp: no Grad-CAM, which needs a convolution)
+    assert html.count("data:image/png;base64,") == 6 and f"{evaluation['accuracy']:.4f}" in html
+    assert "What each hidden node sees" in html and "Grad-CAM" not in html
     assert "![confusion matrix](../plots/confusion_matrix.png)" in (repo / "reports/report.md").read_text()
 
     plots = dvc(repo, "plots", "show", "--json")
-    for title in ("Confusion matrix", "Loss", "Accuracy", "Learning rate", "plots/augmentation.png"):
+    for title in ("Confusion matrix", "Loss", "Accuracy", "Learning rate", "plots/augmentation.png",
+                  "plots/nodes.png", "plots/gradcam.png"):
         assert title in plots.stdout
 
 
@@ -143,6 +146,8 @@ def test_training_is_tracked_in_mlflow(repo, project):
     artifacts = {a.path for a in client.list_artifacts(first.info.run_id, "evaluation")}
     assert {"evaluation/confusion_matrix.png", "evaluation/classification_report.json",
             "evaluation/confusion_matrix.json", "evaluation/mistakes.png"} <= artifacts
+    # what each hidden node sees, on the training run; Grad-CAM only for a convolutional model
+    assert {a.path for a in client.list_artifacts(project.run_id, "training")} == {"training/nodes.png"}
     # the data checks' counts, on the training run (metrics/checks.json, logged by evaluate)
     checks = json.loads((repo / "metrics/checks.json").read_text())
     metrics = client.get_run(project.run_id).data.metrics
@@ -294,7 +299,7 @@ def test_report_renders_in_chromium(repo, tmp_path):
         title = page.title()
         page.screenshot(path=str(shot), full_page=True)
     assert errors == []
-    assert len(images) == 5 and all(done and width > 0 for done, width in images), images
+    assert len(images) == 6 and all(done and width > 0 for done, width in images), images  # 5 + the nodes
     assert title == "Classifier report: digits, mlp" and "Confusion matrix" in headings
     with Image.open(shot) as picture:
         assert picture.width == 1200 and picture.height > 2000

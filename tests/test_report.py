@@ -212,3 +212,20 @@ def test_top_k_comes_from_the_evaluation_and_a_set_without_mistakes_says_so(tmp_
     context["confused"] = []
     markdown = render_markdown(context, relative_to=tmp_path / "reports")
     assert markdown.split("## Most confused pairs")[1].split("##")[0].count("No test image was misclassified.") == 1
+
+
+def test_node_and_gradcam_figures_get_their_sections_only_when_the_stage_passes_them(tmp_path):
+    context = _context(tmp_path)
+    for text in (render_html(context), render_markdown(context, relative_to=tmp_path / "reports")):
+        assert "What each hidden node sees" not in text and "Grad-CAM" not in text
+    for role in ("nodes", "gradcam"):
+        fig = Figure(figsize=(1, 1))
+        fig.add_subplot().plot([1, 0])
+        context["images"][role] = tmp_path / "plots" / f"{role}.png"
+        save_figure(context["images"][role], fig)
+    html = render_html(context)
+    assert "<h2>What each hidden node sees</h2>" in html and "blue positive" in html
+    assert "<h2>Where the model looked when it was wrong (Grad-CAM)</h2>" in html
+    assert base64.b64encode((tmp_path / "plots" / "gradcam.png").read_bytes()).decode() in html
+    markdown = render_markdown(context, relative_to=tmp_path / "reports")
+    assert "](../plots/nodes.png)" in markdown and "](../plots/gradcam.png)" in markdown
