@@ -81,7 +81,9 @@ def test_repro_writes_metrics_plots_and_report(repo):
 
     html = (repo / "reports/report.html").read_text()
     # the 5 figures of every model and what each hidden node sees (an mlp: no Grad-CAM, which needs a convolution)
-    assert html.count("data:image/png;base64,") == 6 and f"{evaluation['accuracy']:.4f}" in html
+    # curves, training samples, confusion matrix, predictions, mistakes, confused pairs, reliability, nodes (an mlp:
+    # no Grad-CAM; digits: no group of copies)
+    assert html.count("data:image/png;base64,") == 8 and f"{evaluation['accuracy']:.4f}" in html
     assert "What each hidden node sees" in html and "Grad-CAM" not in html
     assert "![confusion matrix](../plots/confusion_matrix.png)" in (repo / "reports/report.md").read_text()
 
@@ -299,7 +301,7 @@ def test_report_renders_in_chromium(repo, tmp_path):
         title = page.title()
         page.screenshot(path=str(shot), full_page=True)
     assert errors == []
-    assert len(images) == 6 and all(done and width > 0 for done, width in images), images  # 5 + the nodes
+    assert len(images) == 8 and all(done and width > 0 for done, width in images), images  # as in the html above
     assert title == "Classifier report: digits, mlp" and "Confusion matrix" in headings
     with Image.open(shot) as picture:
         assert picture.width == 1200 and picture.height > 2000
