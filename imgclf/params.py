@@ -23,6 +23,7 @@ Optimizer = Literal["sgd", "adam", "adamw", "rmsprop", "adagrad"]
 Schedule = Literal["constant", "exponential", "cosine"]
 Monitor = Literal["val_loss", "val_accuracy", "loss", "accuracy"]
 Policy = Literal["drop", "warn", "fail"]  # what the split stage does with a data check's finding
+Tta = Literal["none", "flip"]  # test-time augmentation: the images as they are | averaged with their mirror images
 ChampionMetric = Literal["accuracy", "f1_macro", "precision_macro", "recall_macro", "loss"]  # metrics/eval.json's
 
 
@@ -200,6 +201,13 @@ class TrainParams:
 
 
 @dataclass(frozen=True)
+class EvaluateParams:
+    # flip: each image's probabilities are the mean of its own and its left-right mirror's; the plain figures
+    # stay, the test-time augmented ones are added beside them. A mirrored digit is another digit.
+    tta: Tta = "none"
+
+
+@dataclass(frozen=True)
 class MlflowParams:
     experiment_name: str = field(default="image-classifier", metadata=_check(bool, "a non-empty name"))
     # When set, each trained model is also registered under this name in the model registry.
@@ -215,6 +223,7 @@ class Params:
     data: DataParams = DataParams()
     split: SplitParams = SplitParams()
     train: TrainParams = TrainParams()
+    evaluate: EvaluateParams = EvaluateParams()
     mlflow: MlflowParams = MlflowParams()
 
 

@@ -1,6 +1,8 @@
 """Stage evaluate: the test metrics (a DVC metric), the classification report and the most confused pairs (plain
 outputs: one row per class or pair), the calibration bins, the confusion matrix and the figures (DVC plots)."""
 
+import logging
+
 from imgclf import layout
 from imgclf.artifacts import (
     array_writer,
@@ -14,19 +16,24 @@ from imgclf.artifacts import (
 from imgclf.collector import importing
 from imgclf.evaluate.evaluation import score_test_split
 from imgclf.evaluate.overlap import in_background
+from imgclf.evaluate.scoring import tta_warning
 from imgclf.params import load_params
 from imgclf.records import ModelRecord
 from imgclf.runtime import run_stage
+
+log = logging.getLogger("imgclf.stages.evaluate")
 
 
 def main() -> None:
     remove_staging(*layout.OUTPUTS["evaluate"])
     params = load_params(layout.PARAMS)
+    if warning := tta_warning(params.evaluate.tta, params.data.dataset):
+        log.warning("%s", warning)
     record = ModelRecord.read(layout.MODEL_INFO)
     meta = read_json(layout.meta_file(layout.SPLIT_DIR))
     class_names = meta["class_names"]
     test = read_part(layout.SPLIT_DIR, "test")  # memory-mapped: its rows are read where they are used
-    with in_background(score_test_split, record, test, meta) as scoring:
+    with in_background(score_test_split, record, test, meta, params.evaluate.tta) as scoring:
         # Imported only now, after the fork: MLflow's import and store, which take seconds, overlap the scoring.
         with importing():
             from imgclf.tracking.evaluation_run import evaluation_run, log_evaluation

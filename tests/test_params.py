@@ -70,6 +70,9 @@ def test_exponent_without_dot_is_read_as_a_number():
         ({"train": {"logreg": {"max_iter": 0}}}, ["train.logreg.max_iter"]),
         ({"train": {"lr_schedule": "cosine", "callbacks": {"reduce_lr": {"enabled": True}}}},
          ["train.callbacks.reduce_lr.enabled", "train.lr_schedule"]),
+        ({"evaluate": {"tta": "mirror"}}, ["evaluate.tta", "none, flip"]),
+        ({"evaluate": {"tta": True}}, ["evaluate.tta", "none, flip"]),
+        ({"evaluate": {"ttta": "flip"}}, ["evaluate.ttta", "did you mean evaluate.tta"]),
     ],
 )
 def test_invalid_params_fail_naming_the_key_and_what_is_allowed(raw, names):
@@ -155,3 +158,9 @@ def test_the_champion_metric_is_one_of_eval_jsons_and_a_near_miss_is_named():
     with pytest.raises(ParamsError) as far:
         parse_params({"mlflow": {"champion_metric": "speed"}})
     assert "did you mean" not in str(far.value)
+
+
+def test_test_time_augmentation_is_off_unless_flip_is_asked():
+    assert parse_params({}).evaluate.tta == "none"
+    assert parse_params({"evaluate": {"tta": "flip"}}).evaluate.tta == "flip"
+    assert load_params(PROJECT / "params.yaml").evaluate.tta == "none"

@@ -8,6 +8,7 @@ from PIL import Image
 from imgclf.data.images import load_image
 from imgclf.errors import PipelineError
 from imgclf.records import ModelRecord, ServingInfo
+from imgclf.runtime import setup_logging
 from imgclf.serve.photos import predict_files, top_classes
 from imgclf.serve.predict import main
 from imgclf.train.model import normalization
@@ -101,3 +102,64 @@ def test_a_model_of_other_stored_pixels_gets_the_file_on_its_own_scale(tmp_path)
     # the 0..16 pixels the model takes, the same [0, 1] image inside it
     unit = model.predict((pixels.astype(np.float32) * 16 / 255)[None, ..., None], verbose=0)[0]
     assert [p for _, p in ranked] == pytest.approx(sorted(unit, reverse=True), abs=1e-6)
+
+
+def _mirror_sensitive_model(tmp_path, dataset="image_folder"):
+    """A model of 2x2 photos whose answer a mirror image changes: a bright left column reads `left` first and
+    `even` second; mirrored, it reads `even` first and `right` second, so the mean of the two puts `even` first."""
+    model = keras.Sequential([keras.Input((2, 2, 1)), normalization(1 / 255), keras.layers.Flatten(),
+                              keras.layers.Dense(3, "softmax")])
+    # Flatten's order: (row 0, col 0), (row 0, col 1), (row 1, col 0), (row 1, col 1)
+    kernel = np.array([[4, 0, 3.5], [0, 3, 3.5], [4, 0, 3.5], [0, 3, 3.5]], np.float32)
+    model.layers[-1].set_weights([kernel, np.zeros(3, np.float32)])
+    model.save(tmp_path / "model.keras")
+    record = ModelRecord(dataset=dataset, model="mlp", class_names=("left", "right", "even"), input_shape=(2, 2, 1),
+                         input_dtype="uint8", pixel_scale=1 / 255, model_sha256="0" * 64)
+    (tmp_path / "model.json").write_text(json.dumps(record.to_dict()))
+    pixels = np.array([[255, 0], [255, 0]], np.uint8)
+    Image.fromarray(pixels, "L").save(tmp_path / "left.png")
+    plain = model.predict(pixels[None, ..., None], verbose=0)[0]
+    mirrored = model.predict(pixels[None, :, ::-1, None], verbose=0)[0]
+    return plain, mirrored
+
+
+def _answers(tmp_path, *flags) -> list[tuple[str, float]]:
+    main([str(tmp_path / "left.png"), "--model", str(tmp_path / "model.keras"), "--json", str(tmp_path / "out.json"),
+          *flags])
+    return [(a["class"], a["probability"]) for a in json.loads((tmp_path / "out.json").read_text())[
+        str(tmp_path / "left.png")]]
+
+
+def test_predict_with_flip_tta_ranks_by_the_mean_of_the_photo_and_its_mirror(tmp_path, monkeypatch):
+    plain, mirrored = _mirror_sensitive_model(tmp_path)
+    monkeypatch.chdir(tmp_path)  # no params.yaml here: tta none unless asked
+    without = _answers(tmp_path)
+    assert [name for name, _ in without] == ["left", "even", "right"]
+    assert [p for _, p in without] == pytest.approx(sorted(plain, reverse=True), abs=1e-6)
+    assert _answers(tmp_path, "--tta", "none") == without
+    flipped = _answers(tmp_path, "--tta", "flip")
+    assert [name for name, _ in flipped] == ["even", "left", "right"]
+    mean = (plain + mirrored) / 2
+    assert [p for _, p in flipped] == pytest.approx([mean[2], mean[0], mean[1]], abs=1e-6)
+
+
+def test_predict_takes_tta_from_params_yaml_unless_the_flag_says_otherwise(tmp_path, monkeypatch):
+    _mirror_sensitive_model(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text("evaluate:\n  tta: flip\n")
+    assert _answers(tmp_path)[0][0] == "even"
+    assert _answers(tmp_path, "--tta", "none")[0][0] == "left"
+    (tmp_path / "params.yaml").write_text("evaluate:\n  tta: mirror\n")
+    with pytest.raises(PipelineError, match="evaluate.tta = 'mirror' is not allowed; choose one of: none, flip"):
+        _answers(tmp_path)
+
+
+def test_predict_warns_in_one_line_when_flip_meets_digits(tmp_path, monkeypatch, capsys):
+    _mirror_sensitive_model(tmp_path, dataset="digits")
+    monkeypatch.chdir(tmp_path)
+    setup_logging()  # as run_stage does: the project's one-line warnings on stderr
+    _answers(tmp_path, "--tta", "flip")
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 1 and "a mirrored digit is another digit" in warnings[0]
+    _answers(tmp_path, "--tta", "none")
+    assert "another digit" not in capsys.readouterr().err

@@ -229,3 +229,16 @@ def test_node_and_gradcam_figures_get_their_sections_only_when_the_stage_passes_
     assert base64.b64encode((tmp_path / "plots" / "gradcam.png").read_bytes()).decode() in html
     markdown = render_markdown(context, relative_to=tmp_path / "reports")
     assert "](../plots/nodes.png)" in markdown and "](../plots/gradcam.png)" in markdown
+
+
+def test_the_report_shows_the_test_time_augmented_figures_beside_the_plain_ones_when_there_are_any(tmp_path):
+    (tmp_path / "reports").mkdir()
+    plain = _context(tmp_path)
+    for text in (render_html(plain), render_markdown(plain, relative_to=tmp_path / "reports")):
+        assert "test-time augmentation" not in text
+    context = _context(tmp_path, evaluation={"accuracy": 0.8333, "loss": 0.4, "tta_accuracy": 0.8667,
+                                             "tta_loss": 0.35})
+    markdown, html = render_markdown(context, relative_to=tmp_path / "reports"), render_html(context)
+    assert ("the accuracy is **0.8667** and the loss 0.3500, against 0.8333 and 0.4000 without it" in markdown)
+    assert "the accuracy is <strong>0.8667</strong> and the loss 0.3500, against 0.8333 and 0.4000" in html
+    assert ["tta_accuracy", "0.8667"] in _cells(markdown) and ["accuracy", "0.8333"] in _cells(markdown)

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from imgclf.evaluate import scoring
@@ -149,3 +150,49 @@ def test_the_same_model_exports_to_the_same_onnx_bytes_in_each_process(tmp_path)
                        check=True)
     first = (tmp_path / "first.onnx").read_bytes()
     assert len(first) > 1000 and first == (tmp_path / "second.onnx").read_bytes()
+
+
+class _Recording:
+    """A scorer that keeps the batches it is given; its answer depends on where the bright pixels are."""
+
+    def __init__(self) -> None:
+        self.inputs: list[np.ndarray] = []
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        self.inputs.append(np.array(x))
+        columns = np.asarray(x, np.float32).mean(axis=(1, 3))  # N x W
+        return columns / columns.sum(axis=1, keepdims=True)
+
+
+def test_flip_tta_is_the_mean_of_the_images_and_their_mirror_images():
+    x = _stored(5)
+    score = _Recording()
+    probs = scoring.with_tta(score, "flip")(x)
+    plain, mirrored = score.inputs
+    np.testing.assert_array_equal(plain, x)
+    np.testing.assert_array_equal(mirrored, x[:, :, ::-1])  # left-right: the width, axis 2
+    np.testing.assert_allclose(probs, (_Recording()(x) + _Recording()(x[:, :, ::-1])) / 2, rtol=1e-6)
+    assert not np.allclose(probs, _Recording()(x))  # the mirror pass changed the answer
+
+
+def test_without_tta_the_scorer_is_used_as_is_and_an_unknown_tta_is_refused():
+    score = _Recording()
+    assert scoring.with_tta(score, "none") is score
+    with pytest.raises(ValueError, match="'rotate'"):
+        scoring.with_tta(score, "rotate")
+
+
+def test_the_mirror_of_a_memory_mapped_chunk_is_a_contiguous_batch(tmp_path):
+    np.save(tmp_path / "x.npy", _stored(7))
+    stored = np.load(tmp_path / "x.npy", mmap_mode="r")
+    flipped = scoring.mirror(stored[2:5])
+    assert flipped.flags.c_contiguous
+    np.testing.assert_array_equal(flipped[:, :, 0], stored[2:5, :, -1])
+
+
+def test_flip_on_digits_warns_in_one_line_and_elsewhere_not():
+    for dataset in ("digits", "mnist"):
+        warning = scoring.tta_warning("flip", dataset)
+        assert warning and "\n" not in warning and "another digit" in warning
+    assert scoring.tta_warning("none", "digits") is None
+    assert scoring.tta_warning("flip", "fashion_mnist") is None and scoring.tta_warning("flip", "image_folder") is None

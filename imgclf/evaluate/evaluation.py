@@ -25,12 +25,15 @@ from imgclf.evaluate.metrics import (
     per_class_report,
     summary_metrics,
 )
-from imgclf.evaluate.scoring import load_scorer, predict_proba
+from imgclf.evaluate.scoring import load_scorer, mean_of_views, mirrored, predict_proba
 from imgclf.records import ModelRecord
 
 MISTAKES_SHOWN = 25
 CONFUSED_PAIRS = 10  # the largest off-diagonal cells of the confusion matrix
 CONFUSED_EXAMPLES = 2  # test images shown per pair
+# What test-time augmentation adds to metrics/eval.json, as tta_<name>: a name that does not start with the plain
+# figure's keeps `dvc exp show --keep 'accuracy|loss'` (which matches names from their start) to the plain ones.
+TTA_FIGURES = ("accuracy", "loss")
 
 
 @dataclass(frozen=True)
@@ -44,10 +47,12 @@ class Scored:
     runtime: str  # what scored the model: "onnx" (its ONNX copy) or "keras"
     confused: list[dict]  # the most confused pairs: actual, predicted, count, examples (test indices)
     calibration: dict  # the reliability diagram's bins and the expected calibration error
+    tta: str = "none"  # evaluate.tta; with flip, summary holds the tta_ figures too (every other output is plain)
 
 
-def score_test_split(record: ModelRecord, test: SplitPart, meta: dict) -> Scored:
-    """The trained model (models/) on the test split (its part and meta.json in data/split)."""
+def score_test_split(record: ModelRecord, test: SplitPart, meta: dict, tta: str = "none") -> Scored:
+    """The trained model (models/) on the test split (its part and meta.json in data/split); with `tta` flip,
+    also on its mirror images, for the test-time augmented figures."""
     # matplotlib is imported here, in the scoring process, so its import stays off MLflow's path.
     from imgclf.plots import confusion_figure, image_grid_figure, prediction_captions, reliability_figure
 
@@ -70,9 +75,13 @@ def score_test_split(record: ModelRecord, test: SplitPart, meta: dict) -> Scored
                                                                 title="Most confident mistakes")),
                layout.CONFUSED_PNG: confused_png,
                layout.RELIABILITY_PNG: png_bytes(reliability_figure(bins, calibration["ece"]))}
-    return Scored(probs, summary_metrics(y_true, probs), per_class_report(y_true, y_pred, class_names), matrix,
+    summary = summary_metrics(y_true, probs)
+    if tta == "flip":
+        augmented = summary_metrics(y_true, mean_of_views(probs, predict_proba(mirrored(score), x_test)))
+        summary |= {f"tta_{name}": augmented[name] for name in TTA_FIGURES}
+    return Scored(probs, summary, per_class_report(y_true, y_pred, class_names), matrix,
                   confusion_records(y_true, y_pred, class_names), figures, runtime, confused=confused,
-                  calibration=calibration)
+                  calibration=calibration, tta=tta)
 
 
 def _confused_pairs(x_test: np.ndarray, y_true: np.ndarray, probs: np.ndarray, matrix: np.ndarray,

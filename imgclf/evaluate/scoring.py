@@ -104,6 +104,44 @@ def _onnx_scorer(onnx: bytes) -> Scorer:
     return score
 
 
+MIRRORED_DIGITS = ("digits", "mnist")  # datasets whose mirror images are other classes (a mirrored 2 is no 2)
+
+
+def mirror(x: np.ndarray) -> np.ndarray:
+    """Each image of a batch (N x H x W x C, as stored and as the model takes it) mirrored left-right: axis 2.
+
+    Copied into a contiguous array, as ONNX Runtime and Keras take a batch, a chunk at a time (see predict_proba).
+    """
+    return np.ascontiguousarray(x[:, :, ::-1])
+
+
+def mirrored(score: Scorer) -> Scorer:
+    """`score` of each image's mirror image."""
+    return lambda x: score(mirror(x))
+
+
+def mean_of_views(probs: np.ndarray, mirrored_probs: np.ndarray) -> np.ndarray:
+    """Flip test-time augmentation's probabilities: the mean of an image's and its mirror image's."""
+    return (probs + mirrored_probs) / 2
+
+
+def with_tta(score: Scorer, tta: str) -> Scorer:
+    """`score` with test-time augmentation `tta` (params' evaluate.tta): none, or flip (mean_of_views)."""
+    if tta == "none":
+        return score
+    if tta != "flip":
+        raise ValueError(f"unknown test-time augmentation {tta!r}: none or flip")
+    return lambda x: mean_of_views(score(x), mirrored(score)(x))
+
+
+def tta_warning(tta: str, dataset: str) -> str | None:
+    """One line when flip test-time augmentation meets digits, whose mirror images are other digits."""
+    if tta != "flip" or dataset not in MIRRORED_DIGITS:
+        return None
+    return (f"flip test-time augmentation on {dataset}: a mirrored digit is another digit, so the mean with each "
+            f"image's mirror image mixes in a wrong reading of it; use tta none for digits")
+
+
 def predict_proba(score: Scorer, x: np.ndarray) -> np.ndarray:
     """Class probabilities, a chunk of rows at a time (x may be a memory-mapped array larger than RAM)."""
     chunk = rows_per_chunk(x.shape[1:], np.float32)

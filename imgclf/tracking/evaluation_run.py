@@ -61,11 +61,11 @@ def evaluation_run(experiment_name: str, record: ModelRecord):
 
 def log_evaluation(run, trained: TrainingRun, record: ModelRecord, scored: Scored, class_names: list[str],
                    test: SplitPart, data: DataParams, checks: dict | None = None) -> bool:
-    """Test metrics, report, confusion matrix, most confused pairs, calibration bins and figures on the
-    evaluation's run; the test set (`test`, from `data`) as a dataset input of it and of the model's
-    training run (`trained`); the model's run page; the data checks' counts (metrics/checks.json) on the
-    training run; on the model's registered version, its task and figures (the champion alias moves only
-    when the pipeline has succeeded).
+    """Test metrics (with evaluate.tta flip, the test-time augmented ones too, test_tta_*), report, confusion
+    matrix, most confused pairs, calibration bins and figures on the evaluation's run; the test set (`test`,
+    from `data`) as a dataset input of it and of the model's training run (`trained`); the model's run page;
+    the data checks' counts (metrics/checks.json) on the training run; on the model's registered version, its
+    task and figures (the champion alias moves only when the pipeline has succeeded).
 
     True when the model has a registered version and its figures are recorded on it.
     """
@@ -74,6 +74,7 @@ def log_evaluation(run, trained: TrainingRun, record: ModelRecord, scored: Score
                      md5={name: run.data.tags[f"test.{name}.md5"] for name in ("x", "y")})  # hashed by evaluation_run
     mlflow.log_metrics({f"test_{k}": v for k, v in summary.items()}, model_id=trained.model_id)
     mlflow.set_tag("scoring", scored.runtime)
+    mlflow.set_tag("tta", scored.tta)  # with flip, the test_tta_ metrics are the test-time augmented figures
     mlflow.log_dict(scored.report, "evaluation/classification_report.json")
     mlflow.log_dict({"labels": class_names, "matrix": scored.matrix.tolist()}, "evaluation/confusion_matrix.json")
     mlflow.log_dict(scored.confused, f"evaluation/{layout.CONFUSED_PAIRS.name}")
