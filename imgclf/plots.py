@@ -35,7 +35,20 @@ def confusion_figure(matrix: np.ndarray, class_names: list[str]) -> Figure:
 def image_grid_figure(images: np.ndarray, titles: list[str], colors: list[str], ncols: int = 5,
                       title: str | None = None) -> Figure:
     """Images in a grid, each with a colored caption; grayscale or RGB, values in [0, 1]."""
-    nrows = max(1, math.ceil(len(images) / ncols))
+    fig, axes = _image_grid(max(1, math.ceil(len(images) / ncols)), ncols)
+    for ax, image, caption, color in zip(axes.flat, images, titles, colors):
+        _show(ax, image)
+        ax.set_title(caption, color=color, fontsize=9)
+    if title:
+        fig.suptitle(title)
+    if not len(images):
+        axes.flat[0].text(0.5, 0.5, "none", ha="center", va="center")
+    fig.tight_layout()
+    return fig
+
+
+def _image_grid(nrows: int, ncols: int) -> tuple[Figure, np.ndarray]:
+    """A figure of nrows x ncols empty image cells (2.1 x 2.6 inches each, room for a caption)."""
     fig = Figure(figsize=(2.1 * ncols, 2.6 * nrows))
     axes = fig.subplots(nrows, ncols, squeeze=False)
     for ax in axes.flat:
@@ -44,16 +57,13 @@ def image_grid_figure(images: np.ndarray, titles: list[str], colors: list[str], 
         # that grows with the grid and draws nothing; the PNG is the same, byte for byte.
         ax.set_xticks([])
         ax.set_yticks([])
-    for ax, image, caption, color in zip(axes.flat, images, titles, colors):
-        pixels = image[..., 0] if image.shape[-1] == 1 else image
-        ax.imshow(pixels, cmap="gray" if pixels.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
-        ax.set_title(caption, color=color, fontsize=9)
-    if title:
-        fig.suptitle(title)
-    if not len(images):
-        axes.flat[0].text(0.5, 0.5, "none", ha="center", va="center")
-    fig.tight_layout()
-    return fig
+    return fig, axes
+
+
+def _show(ax, image: np.ndarray) -> None:
+    """One image, grayscale (H x W x 1) or RGB, values in [0, 1], its pixels as they are."""
+    pixels = image[..., 0] if image.shape[-1] == 1 else image
+    ax.imshow(pixels, cmap="gray" if pixels.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
 
 
 def reliability_figure(bins: list[dict], ece: float) -> Figure:
@@ -85,19 +95,11 @@ def confused_pairs_figure(pairs: list[tuple[str, str, int]], examples: list[np.n
                           per_pair: int = 2, pairs_per_row: int = 2) -> Figure:
     """The most confused pairs (actual, predicted, count), each with up to `per_pair` of its images ([0, 1],
     grayscale or RGB) and the probability the model gave the wrong class; a slot left empty where a pair has fewer."""
-    ncols = per_pair * pairs_per_row
-    nrows = max(1, math.ceil(len(pairs) / pairs_per_row))
-    fig = Figure(figsize=(2.1 * ncols, 2.6 * nrows))
-    axes = fig.subplots(nrows, ncols, squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-        ax.set_xticks([])
-        ax.set_yticks([])
+    fig, axes = _image_grid(max(1, math.ceil(len(pairs) / pairs_per_row)), per_pair * pairs_per_row)
     for number, ((actual, predicted, count), images, probabilities) in enumerate(zip(pairs, examples, confidences)):
         for slot, (image, probability) in enumerate(zip(images, probabilities)):
             ax = axes.flat[number * per_pair + slot]
-            pixels = image[..., 0] if image.shape[-1] == 1 else image
-            ax.imshow(pixels, cmap="gray" if pixels.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+            _show(ax, image)
             caption = f"{actual} → {predicted}: {count}×\n" if slot == 0 else "\n"
             ax.set_title(f"{caption}p = {probability:.2f}", color=WRONG, fontsize=9)
     fig.suptitle("Most confused pairs (true → predicted: count)")

@@ -11,6 +11,7 @@ from imgclf.errors import PipelineError
 from imgclf.params import FineTuneParams, TrainParams, TransferParams, parse_params
 from imgclf.train.model import backbone_of, build_model, unfreeze_top
 from imgclf.train.training import DataSpec, FitOptions, make_deterministic, train_network
+from tests.test_training import _StopAfter  # interrupts fit as a kill would
 
 SHAPE = (32, 32, 3)  # MobileNetV2's smallest input: the quickest backbone to build and fit
 
@@ -126,18 +127,6 @@ def test_without_fine_tune_layers_a_transfer_model_trains_its_head_only():
     result = train_network(train, val, DataSpec(2, 1.0), _params(layers=0, epochs=2), 0)
     assert [row["epoch"] for row in result.rows] == [1, 2]
     assert not any(layer.trainable for layer in backbone_of(result.model).layers)
-
-
-class _StopAfter(keras.callbacks.Callback):
-    """Interrupts fit at the end of an epoch, as a kill would, before that epoch's backup."""
-
-    def __init__(self, epochs: int) -> None:
-        super().__init__()
-        self.epochs = epochs
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch + 1 == self.epochs:
-            raise KeyboardInterrupt
 
 
 def test_a_training_interrupted_while_fine_tuning_resumes_to_the_uninterrupted_result(tmp_path):

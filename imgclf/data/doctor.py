@@ -44,7 +44,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -300,9 +300,7 @@ def near_pairs(hashes: ImageHashes, pixels: Pixels, settings: DoctorSettings = D
     if not len(close):
         return np.empty((0, 2), dtype=np.int64)
     involved = np.unique(np.concatenate([close // len(queries), close % len(queries) // rungs]))
-    read = pixels if callable(pixels) else pixels.__getitem__
-    thumbs = _normalised(np.concatenate([thumbnails(read(involved[start:start + _CHUNK_IMAGES]))
-                                         for start in range(0, len(involved), _CHUNK_IMAGES)]
+    thumbs = _normalised(np.concatenate([thumbnails(chunk) for chunk in _read(pixels, involved)]
                                         ).reshape(len(involved) * rungs, -1))
     row = np.full(n, -1)
     row[involved] = np.arange(len(involved))  # an involved image's thumbnails: rows row * rungs + rung
@@ -320,13 +318,18 @@ def near_pairs(hashes: ImageHashes, pixels: Pixels, settings: DoctorSettings = D
     return np.stack(np.divmod(pairs, n), axis=1)
 
 
+def _read(pixels: Pixels, indices: np.ndarray) -> Iterator[np.ndarray]:
+    """The images of `indices`, _CHUNK_IMAGES at a time (memory stays bounded however many are asked for)."""
+    read = pixels if callable(pixels) else pixels.__getitem__
+    for start in range(0, len(indices), _CHUNK_IMAGES):
+        yield read(indices[start:start + _CHUNK_IMAGES])
+
+
 def _same_pixels(n: int, candidates: np.ndarray, pixels: Pixels) -> np.ndarray:
     """An id per image, shared by images with identical pixels: each image its own, but the candidates,
     which are digested (SHA-1: no one forges a photo to collide), a chunk at a time."""
-    read = pixels if callable(pixels) else pixels.__getitem__
     digests = [hashlib.sha1(np.ascontiguousarray(image)).digest()
-               for start in range(0, len(candidates), _CHUNK_IMAGES)
-               for image in read(candidates[start:start + _CHUNK_IMAGES])]
+               for chunk in _read(pixels, candidates) for image in chunk]
     ids = np.arange(n)
     if digests:
         _, same = np.unique(np.array(digests, dtype="S20"), return_inverse=True)
