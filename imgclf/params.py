@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import math
@@ -78,8 +79,9 @@ class SplitParams:
 
 
 _FRACTION = _check(lambda v: 0 <= v < 1, "a number in [0, 1); 0 turns it off")
+_AUTO_FRACTION = _check(lambda v: 0 <= v < 1, "a number in [0, 1), 0 turning it off, or auto")
 _AT_LEAST_ONE = _check(lambda v: v >= 1, "an integer >= 1")
-_POSITIVE_INTS = _check(lambda v: all(n > 0 for n in v), "a list of positive integers")
+_POSITIVE_INTS = _check(lambda v: len(v) > 0 and all(n > 0 for n in v), "a non-empty list of positive integers")
 _PATIENCE = _check(lambda v: v >= 0, "an integer >= 0")
 
 
@@ -87,11 +89,15 @@ _PATIENCE = _check(lambda v: v >= 0, "an integer >= 0")
 class AugmentationParams:
     """Random transforms of training images only; 0 or false turns one off."""
 
-    rotation: float = field(default=0.0, metadata=_check(lambda v: 0 <= v <= 180, "degrees in [0, 180]"))
-    zoom: float = field(default=0.0, metadata=_FRACTION)
-    shift: float = field(default=0.0, metadata=_FRACTION)
-    flip: bool = False  # a flipped digit is another digit
+    # auto (see AUTO): the photo setting for image_folder, off for the built-in data sets.
+    rotation: float = field(default=0.0, metadata=_check(lambda v: 0 <= v <= 180, "degrees in [0, 180], or auto"))
+    zoom: float = field(default=0.0, metadata=_AUTO_FRACTION)
+    shift: float = field(default=0.0, metadata=_AUTO_FRACTION)
+    flip: bool = field(default=False, metadata=_check(lambda v: True, "true, false or auto"))
     contrast: float = field(default=0.0, metadata=_FRACTION)
+    # What fills the corners a turn, zoom-out or shift uncovers: black (the digits' background), or the
+    # image mirrored at its edge, which keeps a photo's background a photo's (auto: reflect for photos).
+    fill: Literal["constant", "reflect"] = "constant"
 
     @property
     def enabled(self) -> bool:
@@ -100,7 +106,7 @@ class AugmentationParams:
 
 @dataclass(frozen=True)
 class EarlyStoppingParams:
-    enabled: bool = False
+    enabled: bool = field(default=False, metadata=_check(lambda v: True, "true, false or auto (on for a cnn)"))
     monitor: Monitor = "val_loss"
     patience: int = field(default=5, metadata=_PATIENCE)
     min_delta: float = field(default=0.0, metadata=_check(lambda v: v >= 0, "a number >= 0"))
@@ -137,11 +143,15 @@ class LogregParams:
 
 @dataclass(frozen=True)
 class CnnParams:
-    filters: tuple[int, ...] = field(default=(32, 64), metadata=_POSITIVE_INTS)
+    filters: tuple[int, ...] = field(default=(32, 64, 128, 256), metadata=_POSITIVE_INTS)
     kernel_size: int = field(default=3, metadata=_AT_LEAST_ONE)
+    separable: bool = True  # blocks after the first: depthwise-separable convolutions
+    batch_norm: bool = True
     pooling: Literal["max", "average"] = "max"
-    dropout: float = field(default=0.25, metadata=_FRACTION)
-    dense_units: tuple[int, ...] = field(default=(128,), metadata=_POSITIVE_INTS)
+    global_pooling: bool = True  # global average pooling before the head; false: flatten
+    dropout: float = field(default=0.3, metadata=_FRACTION)
+    dense_units: tuple[int, ...] = field(default=(), metadata=_check(lambda v: all(n > 0 for n in v),
+                                                                     "a list of positive integers, or []"))
 
 
 @dataclass(frozen=True)
@@ -174,8 +184,8 @@ class TrainParams:
     dropout: float = field(default=0.0, metadata=_FRACTION)
     l2: float = field(default=0.0, metadata=_check(lambda v: v >= 0, "a number >= 0; 0 turns it off"))
     labels: Literal["sparse", "one_hot"] = "sparse"
-    optimizer: Optimizer = "adam"
-    learning_rate: float = field(default=0.001, metadata=_check(lambda v: v > 0, "a number > 0"))
+    optimizer: Optimizer = "adam"  # auto (see AUTO): adamw for a cnn
+    learning_rate: float = field(default=0.001, metadata=_check(lambda v: v > 0, "a number > 0, or auto"))
     momentum: float = field(default=0.0, metadata=_check(lambda v: 0 <= v < 1, "a number in [0, 1)"))
     nesterov: bool = False
     lr_schedule: Schedule = "constant"
@@ -238,11 +248,55 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     return parse_params(raw)
 
 
+# Params whose fitting value depends on the data or the model: `auto`, or the key left out, takes it.
+# Photos get the augmentation photos are taken with (a flip, a small turn, zoom and shift, the corners
+# they uncover filled with the photo mirrored at its edge); digits none, since a flipped or turned
+# digit can be another one, and MNIST's and Fashion-MNIST's lessons keep their images as they are. A cnn, whose batch normalization keeps its layers' inputs in scale,
+# takes larger steps (AdamW at 0.003, decaying its weights), settles on a cosine schedule and stops
+# early on validation, keeping its best weights; the other models train as the lessons do: Adam at
+# 0.001, a constant rate, every epoch.
+PHOTO_AUGMENTATION = {"rotation": 18.0, "zoom": 0.1, "shift": 0.1, "flip": True}
+AUTO = {
+    **{("train", "augmentation", key): (lambda dataset, train, value=value: value if dataset == "image_folder"
+                                        else type(value)(0))
+       for key, value in PHOTO_AUGMENTATION.items()},
+    ("train", "augmentation", "fill"): lambda dataset, train: "reflect" if dataset == "image_folder" else "constant",
+    ("train", "optimizer"): lambda dataset, train: "adamw" if train.get("model") == "cnn" else "adam",
+    ("train", "learning_rate"): lambda dataset, train: 0.003 if train.get("model") == "cnn" else 0.001,
+    ("train", "lr_schedule"): lambda dataset, train: (
+        "cosine" if train.get("model") == "cnn" and not _get(train, "callbacks", "reduce_lr", "enabled")
+        else "constant"),
+    ("train", "callbacks", "early_stopping", "enabled"): lambda dataset, train: train.get("model") == "cnn",
+}
+
+
 def parse_params(raw: dict[str, Any]) -> Params:
-    """Build Params from a plain dict (the parsed YAML)."""
-    params = _build(Params, raw, "")
+    """Build Params from a plain dict (the parsed YAML), `auto` values resolved."""
+    params = _build(Params, _resolve_auto(raw), "")
     _check_combinations(params)
     return params
+
+
+def _get(node: Any, *keys: str) -> Any:
+    for key in keys:
+        node = node.get(key) if isinstance(node, dict) else None
+    return node
+
+
+def _resolve_auto(raw: Any) -> Any:
+    """A copy of raw with each AUTO key that is `auto` or missing set to its value for this data and model.
+    A malformed section is left as it is, for _build to name."""
+    if not isinstance(raw, dict):
+        return raw
+    raw = copy.deepcopy(raw)
+    dataset, train = _get(raw, "data", "dataset"), raw.get("train", {})
+    for path, resolve in AUTO.items():
+        node = raw
+        for key in path[:-1]:
+            node = node.setdefault(key, {}) if isinstance(node, dict) else None
+        if isinstance(node, dict) and node.get(path[-1], "auto") == "auto":
+            node[path[-1]] = resolve(dataset, train if isinstance(train, dict) else {})
+    return raw
 
 
 def _check_combinations(params: Params) -> None:
@@ -326,8 +380,8 @@ def _convert(hint: Any, value: Any, key: str):
                 pass
         raise ParamsError(f"{key} = {value!r} has none of the types {hint}")
     if origin is tuple:
-        if not isinstance(value, list) or not value:
-            raise ParamsError(f"{key} = {value!r} is invalid; allowed: a non-empty list, e.g. [128, 64]")
+        if not isinstance(value, list):
+            raise ParamsError(f"{key} = {value!r} is invalid; allowed: a list, e.g. [128, 64]")
         (item, _) = typing.get_args(hint)
         return tuple(_convert(item, v, key) for v in value)
     return _convert_scalar(hint, value, key)

@@ -7,6 +7,7 @@ import pytest
 from imgclf.params import CnnParams, TrainParams
 from imgclf.train.gradcam import grad_cam, last_conv_index
 from imgclf.train.model import build_model
+from imgclf.train.nodes import CONV_TYPES
 
 SIZE = 16
 
@@ -49,8 +50,11 @@ def test_the_last_convolution_is_found_by_type_in_the_projects_cnn():
     model = build_model((12, 12, 1), 3, TrainParams(model="cnn", cnn=CnnParams(filters=(4, 8), dense_units=(8,))),
                         pixel_scale=1 / 255)
     index = last_conv_index(model)
-    convs = [i for i, layer in enumerate(model.layers) if isinstance(layer, keras.layers.Conv2D)]
-    assert index == convs[-1]
+    convs = [i for i, layer in enumerate(model.layers) if isinstance(layer, CONV_TYPES)]
+    # the last convolution's maps after its batch normalization and ReLU, before the pooling
+    assert [type(layer) for layer in model.layers[convs[-1]:index + 2]] == [
+        keras.layers.SeparableConv2D, keras.layers.BatchNormalization, keras.layers.Activation,
+        keras.layers.MaxPooling2D]
     heatmaps = grad_cam(model, np.random.default_rng(0).integers(0, 256, (3, 12, 12, 1)), np.array([0, 1, 2]))
     assert heatmaps.shape == (3, 12, 12) and np.all((heatmaps >= 0) & (heatmaps <= 1))
 

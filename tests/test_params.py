@@ -3,7 +3,7 @@ import re
 import pytest
 import yaml
 
-from imgclf.params import Params, ParamsError, flatten, load_params, parse_params
+from imgclf.params import AUTO, PHOTO_AUGMENTATION, Params, ParamsError, flatten, load_params, parse_params
 from tests.conftest import PROJECT
 
 
@@ -63,7 +63,11 @@ def test_exponent_without_dot_is_read_as_a_number():
         ({"train": {"model": "svm"}}, ["train.model", "mlp", "logreg"]),
         ({"train": {"labels": "dense"}}, ["train.labels", "sparse, one_hot"]),
         ({"train": {"augmentation": {"rotation": 270}}}, ["train.augmentation.rotation", "degrees"]),
-        ({"train": {"augmentation": {"flip": "yes"}}}, ["train.augmentation.flip", "true or false"]),
+        ({"train": {"augmentation": {"flip": "yes"}}}, ["train.augmentation.flip", "true, false or auto"]),
+        ({"train": {"augmentation": {"zoom": "automatic"}}}, ["train.augmentation.zoom", "or auto"]),
+        ({"train": {"cnn": {"dense_units": [64, 0]}}}, ["train.cnn.dense_units", "positive integers, or []"]),
+        ({"train": {"model": "cnn", "lr_schedule": "cosine", "callbacks": {"reduce_lr": {"enabled": True}}}},
+         ["train.callbacks.reduce_lr.enabled", "train.lr_schedule"]),
         ({"train": {"callbacks": {"early_stopping": {"monitor": "val_f1"}}}},
          ["train.callbacks.early_stopping.monitor", "val_loss"]),
         ({"train": {"callbacks": {"reduce_lr": {"factor": 2}}}}, ["train.callbacks.reduce_lr.factor"]),
@@ -128,9 +132,53 @@ def _documented() -> dict[str, str]:
 
 def test_docs_document_every_param_and_only_those_with_their_defaults():
     documented, defaults = _documented(), flatten(Params())
+    raw = _dotted(yaml.safe_load((PROJECT / "params.yaml").read_text()))
+    auto = {".".join(path) for path in AUTO}
     assert sorted(documented) == sorted(defaults)
     for key, written in documented.items():
-        assert yaml.safe_load(written.strip("`")) == defaults[key], f"{key}: docs say {written}"
+        if key in auto:  # documented as params.yaml writes it; what it resolves to is tested below
+            assert written == "`auto`" and raw[key] == "auto", f"{key}: docs say {written}"
+        else:
+            assert yaml.safe_load(written.strip("`")) == defaults[key], f"{key}: docs say {written}"
+
+
+@pytest.mark.parametrize("spelled", ["auto", None])  # None: the key left out
+def test_auto_params_take_the_photo_recipe_for_photos_and_a_cnn_and_stay_off_for_the_lessons(spelled):
+    def parse(dataset, model, **train):
+        if spelled:
+            train = {"optimizer": "auto", "learning_rate": "auto", "lr_schedule": "auto",
+                     "augmentation": {k: "auto" for k in [*PHOTO_AUGMENTATION, "fill"]},
+                     "callbacks": {"early_stopping": {"enabled": "auto"}}} | train
+        return parse_params({"data": {"dataset": dataset}, "train": {"model": model, **train}}).train
+
+    photos = parse("image_folder", "cnn")
+    assert (photos.augmentation.rotation, photos.augmentation.zoom, photos.augmentation.shift,
+            photos.augmentation.flip) == (18.0, 0.1, 0.1, True)
+    assert photos.augmentation.fill == "reflect" and parse("mnist", "cnn").augmentation.fill == "constant"
+    assert photos.lr_schedule == "cosine" and photos.callbacks.early_stopping.enabled
+    assert (photos.optimizer, photos.learning_rate) == ("adamw", 0.003)
+    for dataset in ("digits", "mnist", "fashion_mnist"):
+        digits = parse(dataset, "cnn")
+        assert not digits.augmentation.enabled and digits.lr_schedule == "cosine"
+    for model in ("mlp", "transfer", "logreg"):
+        other = parse("image_folder", model)
+        assert other.augmentation.flip and other.lr_schedule == "constant"
+        assert not other.callbacks.early_stopping.enabled
+        assert (other.optimizer, other.learning_rate) == ("adam", 0.001)
+    # reduce-on-plateau sets the rate itself: auto leaves the schedule constant rather than fail
+    assert parse("image_folder", "cnn", callbacks={"reduce_lr": {"enabled": True}}).lr_schedule == "constant"
+
+
+def test_a_value_given_wins_over_auto_and_the_run_logs_what_auto_resolved_to():
+    train = parse_params({"data": {"dataset": "image_folder"},
+                          "train": {"model": "cnn", "lr_schedule": "exponential", "augmentation": {"flip": False},
+                                    "callbacks": {"early_stopping": {"enabled": False}}}}).train
+    assert train.lr_schedule == "exponential" and not train.callbacks.early_stopping.enabled
+    assert not train.augmentation.flip and train.augmentation.zoom == 0.1  # the others stay auto
+    raw = {"data": {"dataset": "mnist"}, "train": {"augmentation": {"rotation": 10}}}
+    flat = flatten(parse_params(raw))
+    assert flat["train.augmentation.rotation"] == 10 and flat["train.augmentation.flip"] is False
+    assert raw == {"data": {"dataset": "mnist"}, "train": {"augmentation": {"rotation": 10}}}  # not changed
 
 
 def test_a_misspelt_key_is_named_with_the_key_it_was_meant_to_be():

@@ -34,7 +34,7 @@ def build_augmentation(aug: AugmentationParams, seed: int, max_value: float = 1.
         return None
     import keras
 
-    fill = {"fill_mode": "constant", "fill_value": 0.0}
+    fill = {"fill_mode": aug.fill, "fill_value": 0.0}
     layers = []
     if aug.rotation:
         layers.append(keras.layers.RandomRotation(aug.rotation / 360.0, seed=transform_seed(seed, "rotation"),

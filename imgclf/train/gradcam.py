@@ -16,12 +16,18 @@ from imgclf.train.nodes import CONV_TYPES
 
 
 def last_conv_index(model: keras.Model) -> int | None:
-    """Index in model.layers of the last convolution, found by type, or of the last nested model holding
-    one (a transfer backbone, whose output is its last convolution block's); None when there is none."""
+    """Index in model.layers of the last convolution, found by type (or of the normalization and activation
+    right after it), or of the last nested model holding one (a transfer backbone, whose output is its
+    last convolution block's); None when there is none."""
     found = None
     for i, layer in enumerate(model.layers):
         if isinstance(layer, CONV_TYPES) or (isinstance(layer, keras.Model) and _holds_conv(layer)):
             found = i
+    # A convolution followed by its normalization and activation: the maps as the network passes them on
+    # (Keras's Grad-CAM example takes Xception's block14_sepconv2_act), positive where a feature is present.
+    while found is not None and found + 1 < len(model.layers) and isinstance(
+            model.layers[found + 1], (keras.layers.BatchNormalization, keras.layers.Activation, keras.layers.ReLU)):
+        found += 1
     return found
 
 
