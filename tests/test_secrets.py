@@ -165,11 +165,12 @@ def test_the_check_passes_references_to_secrets_and_keys_that_hold_none(tmp_path
 
 def test_dvc_remote_modify_local_keeps_the_documented_keys_out_of_git(tmp_path):
     """The recipe of docs/scale-out.md, run: the remote in the committed config, its keys in config.local only."""
+    offline = {"DVC_NO_ANALYTICS": "1"}
     run(tmp_path, "git", "init", "-q")
-    dvc(tmp_path, "init", "-q")
-    dvc(tmp_path, "remote", "add", "-d", "storage", "s3://my-bucket/imgclf")
-    dvc(tmp_path, "remote", "modify", "--local", "storage", "access_key_id", "AKIAIOSFODNN7EXAMPLE")
-    dvc(tmp_path, "remote", "modify", "--local", "storage", "secret_access_key", "wJalrXUtnFEMI/K7MDENG")
+    dvc(tmp_path, "init", "-q", extra_env=offline)
+    dvc(tmp_path, "remote", "add", "-d", "storage", "s3://my-bucket/imgclf", extra_env=offline)
+    for option, value in (("access_key_id", "AKIAIOSFODNN7EXAMPLE"), ("secret_access_key", "wJalrXUtnFEMI/K7MDENG")):
+        dvc(tmp_path, "remote", "modify", "--local", "storage", option, value, extra_env=offline)
     run(tmp_path, "git", "add", "-A")
     assert run(tmp_path, "git", "ls-files", ".dvc").stdout.split() == [".dvc/.gitignore", ".dvc/config"]
     assert secrets_in(tmp_path / ".dvc" / "config") == []
