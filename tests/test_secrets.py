@@ -26,6 +26,7 @@ _SECRET_PAIRS = {("access", "key"), ("api", "key"), ("private", "key"), ("accoun
 _POINTER_WORDS = {"path", "file", "command", "cmd", "url", "uri", "name"}
 # Values that are no secret: CI's secrets or the job's own token by reference, a switch, a permission level.
 _REFERENCE = re.compile(r"^\$\{\{\s*(secrets\.\w+|github\.token)\s*\}\}$")
+_SHELL_VARIABLE = re.compile(r"^\$(\w+|\{\w+\})$")  # a step's `export NAME="$OTHER"`
 _PLAIN = {"", "true", "false", "yes", "no", "on", "off", "none", "null", "read", "write", "inherit"}
 _URL_PASSWORD = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:@]+:([^/\s@]+)@", re.I)
 _ASSIGNMENT = re.compile(r"\b([A-Za-z_]\w*)=(\$\{\{[^}]*\}\}|\"[^\"]*\"|'[^']*'|\S+)")
@@ -43,7 +44,7 @@ def _is_literal(value: str) -> bool:
     value = value.strip().strip("\"'").strip()
     if value.startswith("${{"):
         return not _REFERENCE.match(value)
-    return not value.startswith("$") and value.lower() not in _PLAIN
+    return not _SHELL_VARIABLE.match(value) and value.lower() not in _PLAIN
 
 
 def _leaks(key: str, value: object) -> Iterator[str]:
@@ -116,6 +117,7 @@ def test_git_never_takes_dvc_local_config():
 
 LEAKS = [  # (file name, its text, the keys the check names)
     (".dvc/config", "['remote \"storage\"']\n    url = ssh://me@host/srv/dvc\n    password = hunter2\n", ["password"]),
+    ("config.ini", "[auth]\nask_password = true\npassword = $ecret-1\n", ["password"]),
     (".dvc/config", "['remote \"storage\"']\n    url = s3://bucket/path\n    access_key_id = AKIAIOSFODNN7EXAMPLE\n"
                     "    secret_access_key = 'wJalrXUtnFEMI/K7MDENG'\n", ["access_key_id", "secret_access_key"]),
     ("azure.cfg", "[remote]\naccount_name = team\nconnection_string = DefaultEndpointsProtocol=https;AccountKey=abc\n",
