@@ -39,11 +39,13 @@ def project(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(project, tmp_path_factory):
-    """The registered champion served by MLflow on 127.0.0.1, from a folder outside the project; its log file."""
+    """The registered champion served by MLflow on 127.0.0.1, from a folder outside the project, with MLflow
+    told to refuse a pickled model (the champion is logged as code); its log file."""
     elsewhere = tmp_path_factory.mktemp("elsewhere")
     with local_server([sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{MODEL}@champion",
                        "--env-manager", "local"], "/ping", elsewhere / "serve.log", timeout=180, cwd=elsewhere,
-                      env=env({"MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}"})) as url:
+                      env=env({"MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}",
+                               "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false"})) as url:
         yield project, url, elsewhere / "serve.log"
 
 

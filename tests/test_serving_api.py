@@ -1,5 +1,6 @@
 """The served photo model as an API: `mlflow models serve` answers each row, and refuses a bad request
-with a clear HTTP 400 and no traceback; a model with its ONNX copy is served without TensorFlow."""
+with a clear HTTP 400 and no traceback; a model with its ONNX copy is served without TensorFlow; the model
+is logged as code and loads without unpickling a Python object."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +23,7 @@ from tests.dvc_project import env
 CLASSES = ("red", "green", "blue")
 COLORS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
 SIZE = (8, 8)
+NO_PICKLE = {"MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false"}  # MLflow then refuses to load a pickled model
 
 
 def _photo_bytes(color: tuple[int, int, int], size: tuple[int, int] = (64, 64), fmt: str = "JPEG", seed: int = 0):
@@ -80,7 +83,7 @@ def server(models, tmp_path_factory):
     log = tmp_path_factory.mktemp("server") / "serve.log"
     with local_server([sys.executable, "-m", "mlflow", "models", "serve", "-m", models["uris"]["onnx"],
                        "--env-manager", "local"], "/ping", log, timeout=180,
-                      env=env({"MLFLOW_TRACKING_URI": models["tracking"]})) as url:
+                      env=env({"MLFLOW_TRACKING_URI": models["tracking"], **NO_PICKLE})) as url:
         yield url, log
 
 
@@ -222,7 +225,7 @@ def test_a_model_with_its_onnx_copy_loads_and_answers_without_tensorflow(models,
         "                  'tensorflow': loaded}))\n")
     (tmp_path / "red.jpg").write_bytes(_photo_bytes(COLORS["red"]))
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                         env=env({"MLFLOW_TRACKING_URI": models["tracking"]}), cwd=tmp_path)
+                         env=env({"MLFLOW_TRACKING_URI": models["tracking"], **NO_PICKLE}), cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.splitlines()[-1]) == {"class": "red", "runtime": "onnx", "tensorflow": []}
 
@@ -242,3 +245,49 @@ def test_a_model_without_an_onnx_copy_is_served_by_keras_with_the_same_answers(m
     answers = {runtime: model.predict(photos) for runtime, model in served.items()}
     assert list(answers["keras"]["class"]) == list(answers["onnx"]["class"]) == list(CLASSES)
     assert list(answers["keras"]["probability"]) == pytest.approx(list(answers["onnx"]["probability"]), abs=1e-5)
+
+
+@pytest.mark.parametrize("runtime", ["onnx", "keras"])
+def test_the_logged_model_is_code_and_loads_without_unpickling(models, runtime, tmp_path, monkeypatch):
+    """Models from code: the model holds the file that builds PhotoClassifier (beside the imgclf package) and
+    no pickled object, and it loads and answers as the network does while every unpickler refuses."""
+    import pickle
+
+    import cloudpickle
+    import mlflow
+    import pandas as pd
+    import yaml
+
+    from imgclf.serve import photo_model
+    from imgclf.serve.serving import PhotoClassifier
+
+    mlflow.set_tracking_uri(models["tracking"])
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(models["uris"][runtime], dst_path=str(tmp_path / "model")))
+    finally:
+        mlflow.set_tracking_uri(None)
+    flavor = yaml.safe_load((local / "MLmodel").read_text())["flavors"]["python_function"]
+    assert flavor["loader_module"] == "mlflow.pyfunc.loaders.code_model"
+    assert (local / Path(flavor["model_code_path"]).name).read_text() == Path(photo_model.__file__).read_text()
+    assert "python_model" not in flavor  # the entry that names a pickled model's file
+    assert not [p.name for p in local.rglob("*") if p.suffix in (".pkl", ".pickle")]
+    assert (local / "code" / "imgclf" / "serve" / "serving.py").is_file()
+
+    photo = _photo_bytes(COLORS["blue"], seed=3)
+    probs = _expected(models["network"], photo)
+    pickled = tmp_path / "pickled"
+    mlflow.pyfunc.save_model(str(pickled), python_model=PhotoClassifier(), pip_requirements=["mlflow"])
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("loading the served model unpickled a Python object")
+
+    for module in (pickle, cloudpickle):
+        monkeypatch.setattr(module, "load", refuse)
+        monkeypatch.setattr(module, "loads", refuse)
+    for name, value in NO_PICKLE.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(Exception, match="pickle"):  # the guard holds: a pickled model does not load under it
+        mlflow.pyfunc.load_model(str(pickled))
+    answer = mlflow.pyfunc.load_model(str(local)).predict(pd.DataFrame({"image": [_b64(photo)]}))
+    assert answer["class"][0] == "blue" == CLASSES[int(np.argmax(probs))] and answer["error"][0] is None
+    assert answer["probability"][0] == pytest.approx(float(probs.max()), abs=1e-5)

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import dataclasses
 import io
 import logging
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
@@ -157,6 +155,9 @@ def log_photo_model(network, info: ServingInfo, example_pixels: np.ndarray, pip_
                     registered_model_name: str | None = None, onnx: bytes | None = None):
     """Log (and register, when named) the photo-taking model of `network` in the active run; its ModelInfo.
 
+    The model is logged as code (MLflow's models from code: imgclf/serve/photo_model.py, with the imgclf
+    package as its code_paths) and its data as artifact files, so loading it unpickles no Python object.
+
     `onnx`, the network's ONNX copy that train checked against it, travels as the artifact `onnx`, and the
     server scores it with ONNX Runtime (pip_requirements must then pin onnxruntime); without it, Keras
     scores. The model.json artifact holds `info` (ServingInfo.to_dict) with the copy's sha256.
@@ -174,27 +175,17 @@ def log_photo_model(network, info: ServingInfo, example_pixels: np.ndarray, pip_
         if onnx:
             (Path(tmp) / "model.onnx").write_bytes(onnx)
             artifacts["onnx"] = str(Path(tmp) / "model.onnx")
-        with _pickling_warning_dropped():
-            return mlflow.pyfunc.log_model(
-                name="model", python_model=PhotoClassifier(), artifacts=artifacts,
-                code_paths=[str(Path(__file__).parents[1])],  # the whole imgclf package: the server imports this module
-                signature=signature, input_example=example, pip_requirements=pip_requirements,
-                registered_model_name=registered_model_name)
+        return mlflow.pyfunc.log_model(
+            name="model", python_model=_model_code(), artifacts=artifacts,
+            code_paths=[str(Path(__file__).parents[1])],  # the whole imgclf package: the model code imports it
+            signature=signature, input_example=example, pip_requirements=pip_requirements,
+            registered_model_name=registered_model_name)
 
 
-class _DropPickling(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "serialized using CloudPickle" not in record.getMessage()
+def _model_code() -> str:
+    """The file that builds the served model (imgclf/serve/photo_model.py): logged as the model's code, so
+    loading it runs reviewable code instead of unpickling an object. Imported, not only named, so that
+    the code deps of the stages that log the model (dvc.yaml) hold it; running it only sets MLflow's model."""
+    from imgclf.serve import photo_model
 
-
-@contextlib.contextmanager
-def _pickling_warning_dropped() -> Iterator[None]:
-    """MLflow 3's warning that a PythonModel object is pickled, left out of the stage's console: the pickled
-    PhotoClassifier holds no state (load_context reads the artifacts) and its class comes from code_paths,
-    so the warning is nothing a user can act on. Every other MLflow line passes."""
-    logger, drop = logging.getLogger("mlflow.pyfunc"), _DropPickling()
-    logger.addFilter(drop)
-    try:
-        yield
-    finally:
-        logger.removeFilter(drop)
+    return photo_model.__file__
