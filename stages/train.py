@@ -42,6 +42,7 @@ from imgclf.records import ModelRecord
 from imgclf.runtime import run_stage
 from imgclf.serve.serving import log_photo_model
 from imgclf.tracking import lineage, store
+from imgclf.tracking.access import refusals
 from imgclf.tracking.run_page import DESCRIPTION_TAG, description, run_name
 from imgclf.train.augmentation import augmentation_preview, preview_rows
 from imgclf.train.cluster import Cluster
@@ -78,7 +79,7 @@ def main() -> None:
     inputs = _read_inputs()
     threads = _set_op_threads(params, inputs.train, inputs.data.n_classes)
     backup, state = _backup(params, cluster)
-    with _open_run(params, inputs, threads, state) as (run, data_hint):
+    with refusals(params.mlflow), _open_run(params, inputs, threads, state) as (run, data_hint):
         _make_deterministic(params)  # after start_run, whose random run name must not repeat
         result, weights = _fit(params, inputs, backup, state, run.info.run_id)
         onnx, onnx_note = _export_onnx(result.model, inputs.train.x)
