@@ -162,8 +162,19 @@ def test_a_team_server_with_accounts(tmp_path, data_template, auth_server, monke
     refused = run(repo, sys.executable, "-m", "stages.train", check=False, extra_env=accounts["reader"])
     assert refused.returncode != 0
     (error,) = _errors(refused.stderr)
-    assert "user 'reader'" in error and "HTTP 403" in error and "EDIT on experiment 'image-classifier'" in error
+    # asked before the fit: every permission it lacks, on one line
+    assert error.endswith("does not let user 'reader' (MLFLOW_TRACKING_USERNAME) log this training and register its "
+                          "model: ask its admin for EDIT on experiment 'image-classifier' and EDIT on registered "
+                          "model 'digits-classifier'")
     assert _sha(model) == before
+    metrics = repo / "metrics" / "eval.json"
+    before = _sha(metrics)
+    refused = run(repo, sys.executable, "-m", "stages.evaluate", check=False, extra_env=accounts["reader"])
+    assert refused.returncode != 0
+    (error,) = _errors(refused.stderr)
+    assert error.endswith("(HTTP 403, /api/2.0/mlflow/runs/create): ask its admin for EDIT on experiment "
+                          "'image-classifier'") and "user 'reader'" in error
+    assert _sha(metrics) == before
 
     finished = dvc(repo, "repro", extra_env=accounts["reader"])  # the report stage, and the champion, are left
     assert (repo / "reports" / "report.html").exists()

@@ -23,6 +23,8 @@ UNAUTHENTICATED, PERMISSION_DENIED = "UNAUTHENTICATED", "PERMISSION_DENIED"
 # MlflowException's message names the REST endpoint it called: "API request to endpoint /api/2.0/... failed"
 _ENDPOINT = re.compile(r"endpoint (/\S+)")
 _REGISTRY = ("/registered-models/", "/model-versions/")
+# MLflow's basic-auth app: an account's effective permission on one resource, as its own checks resolve it
+PERMISSION_QUERY = "/api/3.0/mlflow/users/permissions/get"
 
 
 def status(exc: BaseException) -> int | None:
@@ -73,6 +75,40 @@ def forbidden(exc: BaseException, uri: str, names: MlflowParams) -> PipelineErro
     call = f", {match.group(1)}" if match else ""
     return PipelineError(f"the MLflow server at {uri} does not let {who()} do this (HTTP 403{call}): ask its admin "
                          f"for {permission_needed(exc, names)}")
+
+
+def check_can_train(names: MlflowParams, experiment_id: str) -> None:
+    """Before a training on a server of MLflow's basic-auth app: a PipelineError naming every permission the
+    account lacks to log its run and, when it registers its model, to add a version, which the server would
+    otherwise refuse one at a time, the registration only after the fit. Nothing is asked of a local store
+    or for an anonymous client, nor about a model not registered yet (registering creates it, owned by the
+    account); a server that does not answer the question (no basic-auth app) leaves it to the requests."""
+    uri, user = os.environ.get("MLFLOW_TRACKING_URI", ""), os.environ.get(USERNAME)
+    if not (user and uri.startswith(("http://", "https://"))):
+        return
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.rest_utils import http_request
+
+    needed = {("experiment", experiment_id): f"experiment {names.experiment_name!r}"}
+    if names.register_model:
+        try:
+            MlflowClient().get_registered_model(names.register_model)
+            needed[("registered_model", names.register_model)] = f"registered model {names.register_model!r}"
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+    missing = []
+    for (kind, key), what in needed.items():
+        response = http_request(get_default_host_creds(uri), PERMISSION_QUERY, "GET",
+                                params={"username": user, "resource_type": kind, "resource_id": key})
+        if response.status_code == 200 and response.json().get("permission") not in ("EDIT", "MANAGE"):
+            missing.append(f"EDIT on {what}")
+    if missing:
+        raise PipelineError(f"the MLflow server at {uri} does not let {who()} log this training"
+                            f"{' and register its model' if names.register_model else ''}: ask its admin for "
+                            f"{' and '.join(missing)}")
 
 
 @contextlib.contextmanager
