@@ -20,6 +20,7 @@ from imgclf.evaluate.scoring import tta_warning
 from imgclf.params import load_params
 from imgclf.records import ModelRecord
 from imgclf.runtime import run_stage
+from imgclf.tracking.access import refusals
 
 log = logging.getLogger("imgclf.stages.evaluate")
 
@@ -38,7 +39,7 @@ def main() -> None:
         with importing():
             from imgclf.tracking.evaluation_run import evaluation_run, log_evaluation
 
-        with evaluation_run(params.mlflow.experiment_name, record) as (run, trained):
+        with refusals(params.mlflow), evaluation_run(params.mlflow.experiment_name, record) as (run, trained):
             scored = scoring.result()
             if run is not None:  # and the registered version's figures, which the report stage judges the champion by
                 log_evaluation(run, trained, record, scored, class_names, test, params.data,

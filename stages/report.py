@@ -23,6 +23,7 @@ from imgclf.plots import image_grid_figure, image_strip_png, learning_curves_fig
 from imgclf.records import ModelRecord
 from imgclf.report.render import RunPointer, build_context, relevant_params, render_html, render_markdown
 from imgclf.runtime import run_stage
+from imgclf.tracking.access import refusals
 from imgclf.tracking.model_run import TrainingRun, describe, find_training_run, runs_link, search_filter
 from imgclf.train.history import read_history
 
@@ -37,7 +38,8 @@ def main() -> None:
     loaded = load_params(layout.PARAMS)
     params = relevant_params(flatten(loaded))
     record = ModelRecord.read(layout.MODEL_INFO)
-    trained = find_training_run(loaded.mlflow.experiment_name, record)  # named in the report by its model file
+    with refusals(loaded.mlflow):
+        trained = find_training_run(loaded.mlflow.experiment_name, record)  # named in the report by its model file
     test = read_part(layout.SPLIT_DIR, "test")
     x_test, y = test
     meta = read_json(layout.meta_file(layout.SPLIT_DIR))
@@ -70,8 +72,9 @@ def main() -> None:
           + (describe(trained) if trained else f"none in MLflow (search {search_filter(record.model_sha256)})"))
     if trained is not None and trained.registered_version:
         # Last of the last stage: a pipeline that failed anywhere before never moves the alias.
-        _settle_champion(record, trained.registered_version, loaded.mlflow.champion_metric, test,
-                         meta["pixel_scale"], evaluation)
+        with refusals(loaded.mlflow):
+            _settle_champion(record, trained.registered_version, loaded.mlflow.champion_metric, test,
+                             meta["pixel_scale"], evaluation)
 
 
 def _settle_champion(record: ModelRecord, version: int, metric: str, test: SplitPart, pixel_scale: float,

@@ -41,7 +41,8 @@ from imgclf.plots import augmentation_figure, gradcam_figure, nodes_figure, note
 from imgclf.records import ModelRecord
 from imgclf.runtime import run_stage
 from imgclf.serve.serving import log_photo_model
-from imgclf.tracking import lineage, store
+from imgclf.tracking import access, lineage, store
+from imgclf.tracking.access import refusals
 from imgclf.tracking.run_page import DESCRIPTION_TAG, description, run_name
 from imgclf.train.augmentation import augmentation_preview, preview_rows
 from imgclf.train.cluster import Cluster
@@ -78,7 +79,7 @@ def main() -> None:
     inputs = _read_inputs()
     threads = _set_op_threads(params, inputs.train, inputs.data.n_classes)
     backup, state = _backup(params, cluster)
-    with _open_run(params, inputs, threads, state) as (run, data_hint):
+    with refusals(params.mlflow), _open_run(params, inputs, threads, state) as (run, data_hint):
         _make_deterministic(params)  # after start_run, whose random run name must not repeat
         result, weights = _fit(params, inputs, backup, state, run.info.run_id)
         onnx, onnx_note = _export_onnx(result.model, inputs.train.x)
@@ -124,6 +125,7 @@ def _open_run(params: Params, inputs: _Inputs, threads: int | None,
     """The MLflow run of this training, with its params and data logged: a new one, or the one a resumed
     training began. Yields it and the commands that bring back its data (for its description)."""
     experiment_id = store.use_experiment(params.mlflow.experiment_name)
+    access.check_can_train(params.mlflow, experiment_id)  # all it lacks at once, before the fit
     run_id = state and state.get("mlflow_run_id")
     if run_id and store.find_run(run_id) is None:
         run_id = None  # deleted meanwhile: a new run, given the epochs so far below

@@ -33,8 +33,8 @@ SHARED_MNIST_FULL = PROJECT.parent / "shared" / "data" / "mnist"  # the four pin
 # (`-n 2 --dist loadfile`) and xdist hands out whole files in collection order: the long ones go first, so
 # that the short ones fill in beside them and no worker is left with one long file at the end.
 SLOWEST_FILES = ("test_experiments.py", "test_pipeline.py", "test_photos.py", "test_team.py", "test_resume.py",
-                 "test_training.py", "test_serving.py", "test_tracking.py", "test_mlflow_ui.py", "test_multi_worker.py",
-                 "test_mnist_real.py")
+                 "test_training.py", "test_serving.py", "test_tracking.py", "test_access.py", "test_mlflow_ui.py",
+                 "test_multi_worker.py", "test_mnist_real.py")
 
 
 def pytest_configure(config: pytest.Config) -> None:

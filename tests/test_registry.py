@@ -209,6 +209,33 @@ def test_a_deleted_version_is_left_out_with_a_warning(client, caplog):
     assert f"version {deleted} of registered model clothing is no longer in the registry" in warning.getMessage()
 
 
+def test_an_account_that_may_not_edit_the_model_gets_a_warning_and_the_champion_stays(client, caplog,
+                                                                                        monkeypatch):
+    """A tracking server's 403 (an account without EDIT on the registered model): evaluate's tags and the alias."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import PERMISSION_DENIED
+
+    first, second = _versions("clothing", 2)
+    assert _promote(first, _figures(0.5)).moved
+
+    def refused(self, name, *args):
+        raise MlflowException(f"API request to endpoint /api/2.0/mlflow/{name} failed with error code 403 != 200.",
+                              error_code=PERMISSION_DENIED)
+
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "ben")
+    monkeypatch.setattr(MlflowClient, "set_model_version_tag", lambda self, *a: refused(self, "model-versions/set-tag"))
+    monkeypatch.setattr(MlflowClient, "set_registered_model_alias",
+                        lambda self, *a: refused(self, "registered-models/alias"))
+    assert not record_evaluation("clothing", second, CLOTHING, SET_A, _figures(0.99))
+    (warning,) = [r.getMessage() for r in caplog.records if r.name == "imgclf.tracking.registry"]
+    assert warning.startswith(f"user 'ben' (MLFLOW_TRACKING_USERNAME) may not tag version {second} of registered "
+                              "model clothing (HTTP 403)") and "EDIT on registered model 'clothing'" in warning
+    kept = promote_champion("clothing", second, CLOTHING, SET_A, _figures(0.99), "accuracy", lambda v: _figures(0.5))
+    assert not kept.moved and kept.warning and _champion(client) == first
+    assert kept.note.startswith("user 'ben' (MLFLOW_TRACKING_USERNAME) may not move the alias champion of registered "
+                                f"model clothing (HTTP 403), so clothing version {second} does not become the champion")
+
+
 @pytest.mark.parametrize("runtime", ["keras", "onnx"])
 def test_a_champion_is_scored_by_its_served_network_on_the_candidates_pixels(client, tmp_path, runtime):
     """score_version downloads the version's model.json and its ONNX copy (when it has one) or its network,

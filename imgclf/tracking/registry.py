@@ -29,6 +29,7 @@ from imgclf.errors import PipelineError
 from imgclf.evaluate.metrics import summary_metrics
 from imgclf.evaluate.scoring import load_scorer, predict_proba, sha256
 from imgclf.records import ServingInfo
+from imgclf.tracking import access
 from imgclf.tracking.store import project_root, store_lock
 
 log = logging.getLogger(__name__)
@@ -82,8 +83,8 @@ def figure_tag(digest: str, metric: str) -> str:
 def record_evaluation(name: str, version: str | int, task: Task, digest: str, figures: Mapping[str, float]) -> bool:
     """Tag version `version` of model `name` with its task, its test set and its figures on it.
 
-    False, after a warning, when the version was deleted from the registry since it was trained:
-    the evaluation itself stands.
+    False, after a warning, when the version was deleted from the registry since it was trained, or when
+    the user may not edit it (HTTP 403): the evaluation itself stands.
     """
     tags = {CLASS_NAMES_TAG: json.dumps(list(task.class_names)), INPUT_SHAPE_TAG: json.dumps(list(task.input_shape)),
             TEST_DIGEST_TAG: digest, **_figure_tags(digest, figures)}
@@ -93,6 +94,12 @@ def record_evaluation(name: str, version: str | int, task: Task, digest: str, fi
             for key, value in tags.items():
                 client.set_model_version_tag(name, str(version), key, value)
         except MlflowException as exc:
+            if access.status(exc) == 403:
+                log.warning("%s may not tag version %s of registered model %s (HTTP 403), so it carries no test "
+                            "figures to compare it with the champion by; the evaluation stands. To record them, "
+                            "ask the server's admin for EDIT on registered model %r", access.who(), version, name,
+                            name)
+                return False
             if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
                 raise
             log.warning("version %s of registered model %s is no longer in the registry (deleted?), so it "
@@ -111,9 +118,24 @@ def promote_champion(name: str, version: str | int, task: Task, digest: str, fig
     recorded on the champion). The first version evaluated becomes the champion; a tie keeps the
     current one; a version of another task never replaces it. The champion is scored outside the
     store's lock (it may take seconds) and the decision taken under it, on the champion as it is
-    then: queued experiments finishing at once compare one at a time.
+    then: queued experiments finishing at once compare one at a time. A user who may not edit the
+    registered model (HTTP 403: moving an alias takes EDIT on it) gets a warning, and the champion stays.
     """
-    version, client = str(version), MlflowClient()
+    try:
+        return _promote(name, str(version), task, digest, figures, metric, score)
+    except MlflowException as exc:
+        if access.status(exc) != 403:
+            raise
+        return Promotion(False, f"{access.who()} may not move the alias {CHAMPION} of registered model {name} "
+                                f"(HTTP 403), so {name} version {version} does not become the champion (the alias "
+                                f"stays where it is); moving it takes EDIT on registered model {name!r}: ask the "
+                                "server's admin, or a teammate who has it, to rerun: dvc repro --force report",
+                         warning=True)
+
+
+def _promote(name: str, version: str, task: Task, digest: str, figures: Mapping[str, float], metric: str,
+             score: Callable[[ModelVersion], Mapping[str, float]]) -> Promotion:
+    client = MlflowClient()
     for _ in range(ATTEMPTS):
         candidate, champion = _version(client, name, version), _champion(client, name)
         if candidate is None:

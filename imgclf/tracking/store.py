@@ -21,7 +21,7 @@ from mlflow.tracking import MlflowClient
 from sqlalchemy.exc import SQLAlchemyError
 
 from imgclf.errors import PipelineError
-from imgclf.tracking import mlflow_store, mlflow_ui
+from imgclf.tracking import access, mlflow_store, mlflow_ui
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,8 @@ def tracking_uri(root: Path) -> str:
 def connect() -> str:
     """Point MLflow at the project's store, ready for any number of processes; fail fast when it cannot answer.
 
-    A tracking server is asked once, without MLflow's retries (minutes of silence on a closed port).
+    A tracking server is asked once, without MLflow's retries (minutes of silence on a closed port), and
+    then whether it knows the user (MLFLOW_TRACKING_USERNAME ...): a 401 fails here, before any work.
     The local sqlite store is created and migrated by one process at a time, under a file lock:
     stages started at once (queue workers, multi-worker training) would otherwise race in
     MLflow's schema migration, and one cut short leaves the store unusable.
@@ -88,6 +89,12 @@ def _check_server(uri: str) -> None:
             f"the MLflow tracking server at {uri} (MLFLOW_TRACKING_URI) does not answer ({type(exc).__name__}); "
             f"start it (mlflow server --host ... --port ...), or unset MLFLOW_TRACKING_URI to use the "
             f"project's local store") from None
+    try:
+        MlflowClient().search_experiments(max_results=1)
+    except MlflowException as exc:
+        if access.status(exc) == 401:
+            raise access.unauthenticated(uri) from None
+        raise
 
 
 def use_experiment(name: str, attempts: int = 5) -> str:
@@ -156,13 +163,14 @@ def _retrying(call, attempts: int):
     """call(), looked at again on a store error, then re-raised.
 
     Queued experiments and stages start side by side: another process may be creating the
-    store's tables or an experiment, or hold the sqlite file locked, right now.
+    store's tables or an experiment, or hold the sqlite file locked, right now. A server's refusal
+    (401, 403) is no race: it is raised at once.
     """
     for attempt in range(1, attempts + 1):
         try:
             return call()
-        except (MlflowException, SQLAlchemyError):
-            if attempt == attempts:
+        except (MlflowException, SQLAlchemyError) as exc:
+            if attempt == attempts or access.status(exc) is not None:
                 raise
             time.sleep(0.5 + random.random())
 

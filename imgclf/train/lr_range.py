@@ -22,6 +22,7 @@ from imgclf.errors import PipelineError
 from imgclf.params import Params, flatten, load_params
 from imgclf.plots import lr_range_figure
 from imgclf.runtime import run_stage
+from imgclf.tracking.access import refusals
 
 STAGE_TAG = "lr_range"  # the run's `stage` tag: not a training run, whose tag is train
 
@@ -54,7 +55,8 @@ def main(argv: list[str] | None = None) -> None:
     result = run_range_test(train, DataSpec(len(meta["class_names"]), meta["pixel_scale"]), params.train,
                             params.seed, settings)
     figure, csv = lr_range_figure(result.rows, result.suggestion, result.diverged_at), rows_to_csv(result.rows)
-    run_id = _log_run(params, settings, result, png_bytes(figure), csv)
+    with refusals(params.mlflow):  # a tracking server's 401 or 403: one line, and no output written
+        run_id = _log_run(params, settings, result, png_bytes(figure), csv)
     write_together({layout.LR_RANGE_PNG: figure_writer(figure), layout.LR_RANGE_CSV: text_writer(csv)})
     diverged = f"the loss diverged at {result.diverged_at:.3g}" if result.diverged_at else (
         f"the loss did not diverge up to {settings.max_lr:g} (raise --max-lr to see where it does)")
