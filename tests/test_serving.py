@@ -20,8 +20,11 @@ from tests.dvc_project import dvc, env, make_project, model_run_id
 pytestmark = pytest.mark.slow
 
 MODEL = "shop-classifier"
+# A small plain network, as tests/test_photos.py's SMALL_CNN says why.
 PARAMS = {"data.dataset": "image_folder", "data.image_size": [32, 32], "train.model": "cnn", "train.epochs": 4,
           "train.learning_rate": 0.005, "train.cnn.filters": [8], "train.cnn.dense_units": [16],
+          "train.cnn.batch_norm": False, "train.cnn.global_pooling": False, "train.augmentation.rotation": 0,
+          "train.augmentation.zoom": 0, "train.augmentation.shift": 0, "train.augmentation.flip": False,
           "mlflow.register_model": MODEL}
 
 
