@@ -45,12 +45,13 @@ def clone(rev: str, root: Path, photos: Path) -> Path:
     params = yaml.safe_load((folder / "params.yaml").read_text())
     params["data"].update(dataset="image_folder", path=str(photos.resolve()))
     params["train"]["model"] = "cnn"
-    (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (folder / "params.base.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return folder
 
 
 def run_point(folder: Path, overrides: dict, seed: int) -> dict:
-    params = yaml.safe_load((folder / "params.yaml").read_text())
+    # Every point starts from the params clone() wrote, not from the point run before it in this folder.
+    params = yaml.safe_load((folder / "params.base.yaml").read_text())
     for key, value in {**overrides, "seed": seed}.items():
         node = params
         *parents, last = key.split(".")

@@ -251,10 +251,11 @@ def load_params(path: str | Path = "params.yaml") -> Params:
 # Params whose fitting value depends on the data or the model: `auto`, or the key left out, takes it.
 # Photos get the augmentation photos are taken with (a flip, a small turn, zoom and shift, the corners
 # they uncover filled with the photo mirrored at its edge); digits none, since a flipped or turned
-# digit can be another one, and MNIST's and Fashion-MNIST's lessons keep their images as they are. A cnn, whose batch normalization keeps its layers' inputs in scale,
-# takes larger steps (AdamW at 0.003, decaying its weights), settles on a cosine schedule and stops
-# early on validation, keeping its best weights; the other models train as the lessons do: Adam at
-# 0.001, a constant rate, every epoch.
+# digit can be another one, and MNIST's and Fashion-MNIST's lessons keep their images as they are.
+# A cnn, whose batch normalization keeps its layers' inputs in scale, takes larger steps (AdamW at
+# 0.003, decaying its weights), settles on a cosine schedule and stops early on validation, keeping
+# its best weights; the other models train as the lessons do: Adam at 0.001, a constant rate, every
+# epoch. Params built in code (TrainParams()) hold the values `auto` gives the default data and model.
 PHOTO_AUGMENTATION = {"rotation": 18.0, "zoom": 0.1, "shift": 0.1, "flip": True}
 AUTO = {
     **{("train", "augmentation", key): (lambda dataset, train, value=value: value if dataset == "image_folder"
@@ -367,7 +368,8 @@ def _convert(hint: Any, value: Any, key: str):
         if value not in choices:
             close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1, cutoff=0.75)
             hint = f"; did you mean {close[0]}?" if close else ""
-            raise ParamsError(f"{key} = {value!r} is not allowed; choose one of: {', '.join(choices)}{hint}")
+            auto = ", auto" if tuple(key.split(".")) in AUTO else ""
+            raise ParamsError(f"{key} = {value!r} is not allowed; choose one of: {', '.join(choices)}{auto}{hint}")
         return value
     if origin in (types.UnionType, typing.Union):
         options = typing.get_args(hint)

@@ -184,3 +184,16 @@ def test_a_team_server_with_accounts(tmp_path, data_template, auth_server, monke
 
     dvc(repo, "repro", "--force", "--single-item", "report", extra_env=accounts["trainer"])
     assert client.get_registered_model(NAMES.register_model).aliases == {"champion": version.version}
+
+    # The admin holds no grant on an experiment a trainer made, and may still train there; the reader may not.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+    for name, value in accounts["trainer"].items():
+        monkeypatch.setenv(name, value)
+    theirs = MlflowClient(tracking_uri=url).create_experiment("trainers-own")
+    monkeypatch.setenv(access.USERNAME, "admin")
+    monkeypatch.setenv(access.PASSWORD, admin_password)
+    access.check_can_train(NAMES, theirs)
+    for name, value in accounts["reader"].items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(PipelineError, match="ask its admin for EDIT on experiment"):
+        access.check_can_train(NAMES, theirs)

@@ -2,6 +2,7 @@
 
 import keras
 import numpy as np
+import pytest
 
 from imgclf.params import AugmentationParams
 from imgclf.train.augmentation import augmentation_preview, build_augmentation
@@ -51,3 +52,13 @@ def test_the_preview_shows_each_class_in_turn():
     labels = np.array([0] * 50 + [1] * 3 + [2] * 50)  # a split in class order
     assert preview_rows(labels, 6).tolist() == [0, 50, 53, 1, 51, 54]
     assert preview_rows(np.array([1, 1]), 6).tolist() == [0, 1]  # fewer images than asked: all of them
+
+
+@pytest.mark.parametrize(("fill", "corner_is_black"), [("constant", True), ("reflect", False)])
+def test_fill_decides_what_a_shift_uncovers(fill, corner_is_black):
+    """A white image shifted by half its width: black uncovered pixels, or the image mirrored into them."""
+    augment = build_augmentation(AugmentationParams(shift=0.5, fill=fill), seed=3, max_value=255.0)
+    shifted = np.stack([keras.ops.convert_to_numpy(augment(np.full((1, 16, 16, 1), 255.0, np.float32),
+                                                           training=True))[0] for _ in range(8)])
+    uncovered = (shifted < 1).mean()
+    assert (uncovered > 0.05) if corner_is_black else (uncovered == 0)

@@ -90,3 +90,15 @@ def test_a_residual_network_is_explained_through_its_own_graph():
     assert model.layers[last_conv_index(model)].name == "second"
     heatmaps = grad_cam(model, np.random.default_rng(0).uniform(size=(2, 8, 8, 1)), np.array([2, 0]))
     assert heatmaps.shape == (2, 8, 8) and np.all((heatmaps >= 0) & (heatmaps <= 1))
+
+
+def test_on_small_images_the_heatmap_comes_from_the_last_maps_still_large_enough_to_show_a_place():
+    """The default cnn pools 8x8 digits down to 1x1 by its last block: a 1x1 map is one flat heatmap."""
+    model = build_model((8, 8, 1), 3, TrainParams(model="cnn", cnn=CnnParams(filters=(4, 8, 8, 8))))
+    index = last_conv_index(model)
+    assert model.layers[index].output.shape[1:3] == (4, 4)  # the second block's; the third and fourth are 2x2, 1x1
+    assert isinstance(model.layers[index], keras.layers.Activation)
+    assert [i for i, layer in enumerate(model.layers) if isinstance(layer, CONV_TYPES)][3] < index < [
+        i for i, layer in enumerate(model.layers) if isinstance(layer, CONV_TYPES)][4]
+    heatmaps = grad_cam(model, np.random.default_rng(1).integers(0, 17, (4, 8, 8, 1)), np.array([0, 1, 2, 0]))
+    assert heatmaps.shape == (4, 8, 8)

@@ -1,8 +1,10 @@
 import keras
+import numpy as np
 import pytest
 
-from imgclf.params import TrainParams
-from imgclf.train.model import build_model, learning_rate, make_optimizer
+from imgclf.evaluate.scoring import export_onnx
+from imgclf.params import CnnParams, TrainParams
+from imgclf.train.model import BATCH_NORM_MOMENTUM, build_model, learning_rate, make_optimizer
 
 
 def _layers(model, cls):
@@ -69,3 +71,38 @@ def test_imagenet_weights_that_cannot_be_fetched_are_one_clear_line(tmp_path):
     (line,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5" in line
     assert "~/.keras/models/" in line and "train.transfer.weights: none" in line
+
+
+def _photo_cnn(**cnn):
+    return build_model((64, 64, 3), 10, TrainParams(model="cnn", cnn=CnnParams(**cnn)), pixel_scale=1 / 255)
+
+
+def test_the_default_cnn_is_plain_then_depthwise_separable_with_batch_norm_and_global_pooling():
+    model = _photo_cnn()
+    convs = [layer for layer in model.layers if isinstance(layer, (keras.layers.Conv2D, keras.layers.SeparableConv2D))]
+    assert [type(c) for c in convs] == [keras.layers.Conv2D] * 2 + [keras.layers.SeparableConv2D] * 6
+    assert [c.filters for c in convs] == [32, 32, 64, 64, 128, 128, 256, 256]
+    assert not any(c.use_bias for c in convs)  # each is followed by a batch normalization, whose offset is the bias
+    norms = _layers(model, keras.layers.BatchNormalization)
+    assert len(norms) == 8 and {n.momentum for n in norms} == {BATCH_NORM_MOMENTUM}
+    # the head: global pooling, dropout, the softmax layer and nothing else
+    assert [type(layer) for layer in model.layers[-3:]] == [
+        keras.layers.GlobalAveragePooling2D, keras.layers.Dropout, keras.layers.Dense]
+    assert model.layers[-2].rate == 0.3 and model.layers[-1].units == 10
+    # separable blocks are what keeps the network small for a few thousand photos
+    assert model.count_params() * 5 < _photo_cnn(separable=False).count_params()
+
+
+def test_the_textbook_cnn_is_one_switch_each_away():
+    model = _photo_cnn(filters=(32, 64), separable=False, batch_norm=False, global_pooling=False, dense_units=(128,))
+    convs = _layers(model, keras.layers.Conv2D)
+    assert len(convs) == 4 and all(c.use_bias and c.activation is keras.activations.relu for c in convs)
+    assert not _layers(model, keras.layers.BatchNormalization) and not _layers(model, keras.layers.SeparableConv2D)
+    assert _layers(model, keras.layers.Flatten) and [d.units for d in _layers(model, keras.layers.Dense)] == [128, 10]
+
+
+def test_the_default_cnn_exports_to_onnx_with_keras_probabilities():
+    """Evaluate, predict and the server score the ONNX copy: the default network must survive the export."""
+    x = np.random.default_rng(0).integers(0, 256, (4, 64, 64, 3)).astype(np.uint8)
+    onnx, note = export_onnx(_photo_cnn(), x)
+    assert onnx is not None, note

@@ -65,6 +65,7 @@ def test_exponent_without_dot_is_read_as_a_number():
         ({"train": {"augmentation": {"rotation": 270}}}, ["train.augmentation.rotation", "degrees"]),
         ({"train": {"augmentation": {"flip": "yes"}}}, ["train.augmentation.flip", "true, false or auto"]),
         ({"train": {"augmentation": {"zoom": "automatic"}}}, ["train.augmentation.zoom", "or auto"]),
+        ({"train": {"augmentation": {"fill": "mirror"}}}, ["train.augmentation.fill", "constant, reflect, auto"]),
         ({"train": {"cnn": {"dense_units": [64, 0]}}}, ["train.cnn.dense_units", "positive integers, or []"]),
         ({"train": {"model": "cnn", "lr_schedule": "cosine", "callbacks": {"reduce_lr": {"enabled": True}}}},
          ["train.callbacks.reduce_lr.enabled", "train.lr_schedule"]),

@@ -129,7 +129,8 @@ def promote_champion(name: str, version: str | int, task: Task, digest: str, fig
         return Promotion(False, f"{access.who()} may not move the alias {CHAMPION} of registered model {name} "
                                 f"(HTTP 403), so {name} version {version} does not become the champion (the alias "
                                 f"stays where it is); moving it takes EDIT on registered model {name!r}: ask the "
-                                "server's admin, or a teammate who has it, to rerun: dvc repro --force report",
+                                "server's admin, or a teammate who has it, to rerun: "
+                                "dvc repro --force --single-item report",
                          warning=True)
 
 
@@ -161,7 +162,8 @@ def _promote(name: str, version: str, task: Task, digest: str, figures: Mapping[
                 continue  # another pipeline moved the alias meanwhile: judge against the new champion
             return _decide(client, name, version, now, digest, figures, metric)
     return Promotion(False, f"the champion of {name} kept changing while version {version} was compared with it; "
-                            f"{name} version {version} is not the champion (rerun: dvc repro --force report)",
+                            f"{name} version {version} is not the champion "
+                            "(rerun: dvc repro --force --single-item report)",
                      warning=True)
 
 

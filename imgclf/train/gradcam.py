@@ -14,15 +14,20 @@ import tensorflow as tf
 
 from imgclf.train.nodes import CONV_TYPES
 
+# A heatmap of fewer cells a side cannot say where in the image the model looked: four pooling blocks
+# bring the 8x8 digits to 1x1, and there the last convolution whose maps are still this large is taken.
+MIN_MAP_SIZE = 4
+
 
 def last_conv_index(model: keras.Model) -> int | None:
     """Index in model.layers of the last convolution, found by type (or of the normalization and activation
     right after it), or of the last nested model holding one (a transfer backbone, whose output is its
-    last convolution block's); None when there is none."""
-    found = None
-    for i, layer in enumerate(model.layers):
-        if isinstance(layer, CONV_TYPES) or (isinstance(layer, keras.Model) and _holds_conv(layer)):
-            found = i
+    last convolution block's); the last whose maps are at least MIN_MAP_SIZE a side, when one is; None
+    when there is none."""
+    convs = [i for i, layer in enumerate(model.layers)
+             if isinstance(layer, CONV_TYPES) or (isinstance(layer, keras.Model) and _holds_conv(layer))]
+    large = [i for i in convs if min(model.layers[i].output.shape[1:3]) >= MIN_MAP_SIZE]
+    found = (large or convs or [None])[-1]
     # A convolution followed by its normalization and activation: the maps as the network passes them on
     # (Keras's Grad-CAM example takes Xception's block14_sepconv2_act), positive where a feature is present.
     while found is not None and found + 1 < len(model.layers) and isinstance(
