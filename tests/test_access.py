@@ -129,6 +129,17 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _refused(repo: Path, stage: str, account: dict[str, str], output: Path) -> str:
+    """Run `stage` as `account`, which the server refuses: it fails on one error line, which this returns,
+    and leaves `output` as it was."""
+    before = _sha(output)
+    refused = run(repo, sys.executable, "-m", f"stages.{stage}", check=False, extra_env=account)
+    assert refused.returncode != 0
+    (error,) = _errors(refused.stderr)
+    assert _sha(output) == before
+    return error
+
+
 @pytest.mark.slow
 def test_a_team_server_with_accounts(tmp_path, data_template, auth_server, monkeypatch):
     url, admin_password = auth_server
@@ -157,24 +168,14 @@ def test_a_team_server_with_accounts(tmp_path, data_template, auth_server, monke
     (version,) = client.search_model_versions(f"name = '{NAMES.register_model}'")
     assert version.run_id == runs["train"].info.run_id and "task.class_names" in version.tags
 
-    model = repo / "models" / "model.keras"
-    before = _sha(model)
-    refused = run(repo, sys.executable, "-m", "stages.train", check=False, extra_env=accounts["reader"])
-    assert refused.returncode != 0
-    (error,) = _errors(refused.stderr)
+    error = _refused(repo, "train", accounts["reader"], repo / "models" / "model.keras")
     # asked before the fit: every permission it lacks, on one line
     assert error.endswith("does not let user 'reader' (MLFLOW_TRACKING_USERNAME) log this training and register its "
                           "model: ask its admin for EDIT on experiment 'image-classifier' and EDIT on registered "
                           "model 'digits-classifier'")
-    assert _sha(model) == before
-    metrics = repo / "metrics" / "eval.json"
-    before = _sha(metrics)
-    refused = run(repo, sys.executable, "-m", "stages.evaluate", check=False, extra_env=accounts["reader"])
-    assert refused.returncode != 0
-    (error,) = _errors(refused.stderr)
+    error = _refused(repo, "evaluate", accounts["reader"], repo / "metrics" / "eval.json")
     assert error.endswith("(HTTP 403, /api/2.0/mlflow/runs/create): ask its admin for EDIT on experiment "
                           "'image-classifier'") and "user 'reader'" in error
-    assert _sha(metrics) == before
 
     finished = dvc(repo, "repro", extra_env=accounts["reader"])  # the report stage, and the champion, are left
     assert (repo / "reports" / "report.html").exists()

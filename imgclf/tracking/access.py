@@ -59,10 +59,15 @@ def unauthenticated(uri: str) -> PipelineError:
                          "the CI's secrets, never in params.yaml or a committed file")
 
 
+def _endpoint(exc: BaseException) -> str:
+    """The REST endpoint a refused call named, or "" (an artifact transfer names none)."""
+    match = _ENDPOINT.search(str(exc))
+    return match.group(1) if match else ""
+
+
 def permission_needed(exc: BaseException, names: MlflowParams) -> str:
     """The permission to ask the server's admin for, from the endpoint the server refused."""
-    match = _ENDPOINT.search(str(exc))
-    endpoint = match.group(1) if match else ""
+    endpoint = _endpoint(exc)
     level = "READ" if re.search(r"/(get|search|list)\b", endpoint) else "EDIT"
     if any(part in endpoint for part in _REGISTRY):
         model = f"registered model {names.register_model!r}" if names.register_model else "the registered model"
@@ -72,8 +77,7 @@ def permission_needed(exc: BaseException, names: MlflowParams) -> str:
 
 def forbidden(exc: BaseException, uri: str, names: MlflowParams) -> PipelineError:
     """The one line for HTTP 403: who was refused, and the permission to ask for."""
-    match = _ENDPOINT.search(str(exc))
-    call = f", {match.group(1)}" if match else ""
+    call = f", {endpoint}" if (endpoint := _endpoint(exc)) else ""
     return PipelineError(f"the MLflow server at {uri} does not let {who()} do this (HTTP 403{call}): ask its admin "
                          f"for {permission_needed(exc, names)}")
 
